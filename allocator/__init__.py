@@ -1,0 +1,1 @@
+"""flexforce allocator: the pure optimisation core (no Kafka, no clocks, no files)."""

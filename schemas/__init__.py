@@ -1,0 +1,1 @@
+"""flexforce event contract: versioned CloudEvents carried on Kafka."""

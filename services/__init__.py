@@ -1,0 +1,1 @@
+"""flexforce services: Kafka plumbing, Faust workers, CLI and adapters."""
