@@ -77,8 +77,9 @@ def _explain(error: ValidationError) -> str:
     """One line per problem, with the field path, so an operator can fix the producer."""
     lines = []
     for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "(event)"
-        lines.append(f"{where}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{where}: {message}" if where else message)
     return "; ".join(lines)
 
 

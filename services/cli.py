@@ -1,0 +1,269 @@
+"""The ``flexforce`` command: brokers, topics, publishing, tailing and the quick start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas import DeadLetter, Event, InvalidEvent
+from services.config import ClientProfile, Settings
+from services.eventfile import EventFileError, RawRecord, read_event_file
+from services.kafka import (
+    Delivered,
+    EventPublisher,
+    Refused,
+    ValidatingReader,
+    deployment_topics,
+    ensure_topics,
+    read_topic,
+)
+from services.logs import configure_logging
+
+app = typer.Typer(
+    help="flexforce: event-driven, contract-aware capacity allocation for IT operations.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+topics_app = typer.Typer(help="Create and inspect flexforce topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+console = Console()
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers (default: $FLEXFORCE_...)."),
+]
+Prefix = Annotated[str | None, typer.Option("--prefix", help="Topic prefix, e.g. 'acme.prod.'.")]
+Profile = Annotated[
+    ClientProfile | None,
+    typer.Option("--profile", help="Client profile: kafka, or embedded for the Tansu broker."),
+]
+
+
+def _settings(
+    bootstrap: str | None, prefix: str | None, profile: ClientProfile | None = None
+) -> Settings:
+    overrides: dict[str, Any] = {}
+    if bootstrap:
+        overrides["bootstrap_servers"] = bootstrap
+    if prefix is not None:
+        overrides["topic_prefix"] = prefix
+    if profile is not None:
+        overrides["client_profile"] = profile
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.callback()
+def _main(
+    log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level")] = "WARNING",
+) -> None:
+    configure_logging(json=log_json, level=log_level.upper())
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 9092,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory only) until Ctrl-C."""
+    from services.brokers import EmbeddedBroker
+
+    embedded = EmbeddedBroker(port=port or None)
+    embedded.start()
+    console.print(
+        f"embedded broker on [bold]{embedded.bootstrap}[/] — memory only: "
+        "[yellow]nothing is kept across restarts[/]. Use --profile embedded with it. Ctrl-C stops."
+    )
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        embedded.stop()
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    profile: Profile = None,
+    provider: Annotated[
+        list[str] | None, typer.Option("--provider", help="Provider id (repeatable).")
+    ] = None,
+    partitions: Annotated[int | None, typer.Option(help="Override partition counts.")] = None,
+) -> None:
+    """Create every flexforce topic (idempotent), with per-provider and dead-letter topics."""
+    settings = _settings(bootstrap, prefix, profile)
+    specs = deployment_topics(provider or [])
+    created = asyncio.run(ensure_topics(settings, specs, partitions=partitions))
+    console.print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic table (logical names, keys, events)."""
+    table = Table("topic", "key", "event", "compacted", "partitions")
+    for spec in deployment_topics(["<provider_id>"]):
+        table.add_row(
+            spec.name, spec.key, spec.event.event_type, str(spec.compacted), str(spec.partitions)
+        )
+    console.print(table)
+
+
+async def _publish_file(
+    settings: Settings, path: Path, validate_first: bool
+) -> tuple[int, list[tuple[RawRecord, InvalidEvent]]]:
+    records = list(read_event_file(path))
+    invalid = [(raw, outcome) for raw, outcome in records if isinstance(outcome, InvalidEvent)]
+    if validate_first and invalid:
+        return 0, invalid
+    async with EventPublisher(settings) as publisher:
+        acks = [
+            await publisher.send_raw(raw.topic, raw.key, raw.value, list(raw.headers))
+            for raw, _ in records
+        ]
+        await asyncio.gather(*acks)
+    return len(acks), invalid
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or YAML.")],
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    profile: Profile = None,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Refuse the whole file if a record is invalid (default), or send it as written.",
+        ),
+    ] = True,
+) -> None:
+    """Publish the events of a file to their topics."""
+    settings = _settings(bootstrap, prefix, profile)
+    try:
+        sent, invalid = asyncio.run(_publish_file(settings, file, validate))
+    except EventFileError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    for raw, refusal in invalid:
+        console.print(f"[red]record {raw.line}[/] ({raw.topic}): {refusal.error_class}: {refusal}")
+    if validate and invalid:
+        console.print(f"[red]nothing sent:[/] {len(invalid)} invalid record(s)")
+        raise typer.Exit(1)
+    console.print(f"sent {sent} record(s); {len(invalid)} of them invalid (sent as written)")
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, DeadLetter):
+        return f"[red]{event.error_class}[/] {event.original_topic}@{event.offset}: {event.reason}"
+    fields = event.data()
+    fields.pop("domain", None)
+    text = json.dumps(fields, default=str)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Logical topic, e.g. ops.ticket-volume.dlq")],
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    profile: Profile = None,
+    limit: Annotated[int | None, typer.Option(help="Stop after N records.")] = None,
+    idle: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 2.0,
+) -> None:
+    """Print a topic's events from the beginning, readable, one per line."""
+    settings = _settings(bootstrap, prefix, profile)
+
+    async def run() -> None:
+        async for record, outcome in read_topic(settings, topic, idle_timeout_s=idle, limit=limit):
+            where = f"[dim]{record.partition}:{record.offset}[/]"
+            if isinstance(outcome, Delivered):
+                event = outcome.event
+                kind = type(event).__name__
+                console.print(f"{where} [bold]{kind}[/] {event.key} {_describe(event)}")
+            else:
+                console.print(f"{where} [red]invalid[/] {outcome.letter.reason}")
+
+    asyncio.run(run())
+
+
+async def _quickstart(settings: Settings, path: Path) -> tuple[list[Delivered], list[DeadLetter]]:
+    """Publish a file as written, then validate everything on the broker like a worker would."""
+    await ensure_topics(settings, deployment_topics(["acme-outsourcing"]), partitions=1)
+    sent, _ = await _publish_file(settings, path, validate_first=False)
+    delivered: list[Delivered] = []
+    letters: list[DeadLetter] = []
+    async with ValidatingReader(settings, group_id="flexforce-quickstart") as reader:
+        async for batch in reader.batches(timeout_ms=500):
+            for outcome in batch:
+                if isinstance(outcome, Delivered):
+                    delivered.append(outcome)
+                elif isinstance(outcome, Refused):
+                    letters.append(outcome.letter)
+            if len(delivered) + len(letters) >= sent:
+                break
+    return delivered, letters
+
+
+@app.command()
+def quickstart(
+    file: Annotated[
+        Path | None, typer.Option(help="Event file (default: the bundled sample).")
+    ] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+) -> None:
+    """Zero-setup tour: embedded broker, sample events, validation and dead letters, live."""
+    path = file or Path(str(resources.files("services") / "data" / "quickstart-events.yaml"))
+    embedded = None
+    if bootstrap is None:
+        from services.brokers import EmbeddedBroker
+
+        embedded = EmbeddedBroker()
+        started = time.perf_counter()
+        embedded.start()
+        console.print(
+            f"embedded broker (Tansu, [yellow]memory only — nothing is kept[/]) on "
+            f"{embedded.bootstrap}, up in {time.perf_counter() - started:.1f} s"
+        )
+        settings = _settings(embedded.bootstrap, prefix, ClientProfile.EMBEDDED)
+    else:
+        settings = _settings(bootstrap, prefix)
+    try:
+        delivered, letters = asyncio.run(_quickstart(settings, path))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    table = Table(title=f"{len(delivered)} valid events on the broker", show_lines=False)
+    table.add_column("topic")
+    table.add_column("event")
+    table.add_column("key")
+    for item in delivered:
+        table.add_row(item.topic, type(item.event).__name__, item.event.key)
+    console.print(table)
+    dlq = Table(title=f"{len(letters)} refused → dead-letter topics, with the reason")
+    dlq.add_column("dead-letter topic")
+    dlq.add_column("error")
+    dlq.add_column("reason", overflow="fold")
+    for letter in letters:
+        dlq.add_row(letter.original_topic + ".dlq", letter.error_class, letter.reason)
+    console.print(dlq)
+    counts = Counter(type(item.event).__name__ for item in delivered)
+    console.print(f"valid by type: {dict(sorted(counts.items()))}")
+
+
+if __name__ == "__main__":
+    app()

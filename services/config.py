@@ -1,0 +1,143 @@
+"""Service configuration from the environment (``FLEXFORCE_*``), validated at start.
+
+Two client profiles exist because the embedded Tansu broker is not Apache Kafka: on ``embedded``
+the producer is not idempotent (Tansu fails InitProducerId) and group timeouts are short (Tansu
+makes every join wait half the session timeout). ``kafka`` is the profile for real clusters.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import validate_prefix
+
+
+class ClientProfile(StrEnum):
+    KAFKA = "kafka"
+    EMBEDDED = "embedded"
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class Settings(BaseSettings):
+    """Everything a flexforce process needs to reach Kafka and plan."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEXFORCE_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    client_profile: ClientProfile = ClientProfile.KAFKA
+    client_id: str = "flexforce"
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    domains: list[str] = Field(default_factory=lambda: ["default"])
+    solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
+    allowed_lateness_minutes: int = Field(60, ge=0)
+    source: str = "urn:flexforce:service"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return validate_prefix(value)
+
+    @model_validator(mode="after")
+    def _security(self) -> Self:
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_SSL,
+            SecurityProtocol.SASL_PLAINTEXT,
+        )
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol.value} needs FLEXFORCE_SASL_MECHANISM, "
+                "FLEXFORCE_SASL_USERNAME and FLEXFORCE_SASL_PASSWORD"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} does not exist or is not a file")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile (mTLS) must be given together")
+        return self
+
+    def topic(self, logical: str) -> str:
+        """Physical topic name for a logical one."""
+        return self.topic_prefix + logical
+
+    @property
+    def embedded(self) -> bool:
+        return self.client_profile is ClientProfile.EMBEDDED
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by aiokafka producers, consumers and admin clients."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol.value,
+        }
+        if self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                password=self.ssl_key_password.get_secret_value()
+                if self.ssl_key_password
+                else None,
+            )
+        if self.sasl_mechanism is not None:
+            options["sasl_mechanism"] = self.sasl_mechanism.value
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return options
+
+    def producer_options(self) -> dict[str, Any]:
+        """Idempotent, compressed producer on Kafka; a plain one on the embedded broker."""
+        options = self.client_options() | {"linger_ms": 5, "max_batch_size": 256 * 1024}
+        if self.embedded:
+            return options | {"acks": 1, "max_request_size": 16 * 1024 * 1024}
+        return options | {
+            "enable_idempotence": True,
+            "acks": "all",
+            "compression_type": "gzip",
+            "max_request_size": 16 * 1024 * 1024,
+        }
+
+    def consumer_options(self, group_id: str | None) -> dict[str, Any]:
+        """Consumer options; short group timeouts so a dead worker is replaced in seconds."""
+        options = self.client_options() | {
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed" if not self.embedded else "read_uncommitted",
+            "fetch_max_bytes": 16 * 1024 * 1024,
+            "max_partition_fetch_bytes": 16 * 1024 * 1024,
+        }
+        if self.embedded:
+            options |= {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+        else:
+            options |= {"session_timeout_ms": 10000, "heartbeat_interval_ms": 1000}
+        return options
