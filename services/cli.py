@@ -214,6 +214,7 @@ async def _quickstart(settings: Settings, path: Path) -> tuple[list[Delivered], 
                 elif isinstance(outcome, Refused):
                     letters.append(outcome.letter)
             if len(delivered) + len(letters) >= sent:
+                await reader.commit()
                 break
     return delivered, letters
 

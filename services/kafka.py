@@ -236,6 +236,7 @@ class ValidatingReader:
         self._consumer = AIOKafkaConsumer(*self._topics, **settings.consumer_options(group_id))
         self._publisher = publisher or EventPublisher(settings)
         self._owns_publisher = publisher is None
+        self._uncommitted: dict[TopicPartition, int] = {}
         self.delivered = 0
         self.refused = 0
 
@@ -259,7 +260,11 @@ class ValidatingReader:
     async def batches(
         self, timeout_ms: int = 500, max_records: int = 5000
     ) -> AsyncIterator[list[Delivered | Refused]]:
-        """Yield each fetched batch, decoded in offset order; commit once the caller is done."""
+        """Yield each fetched batch, decoded in offset order, its dead letters already written.
+
+        The batch's offsets are committed when the caller asks for the next one (or calls
+        :meth:`commit`), i.e. after the caller has processed it.
+        """
         while True:
             fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
             outcomes: list[Delivered | Refused] = []
@@ -281,11 +286,20 @@ class ValidatingReader:
             await asyncio.gather(*acks)
             self.refused += len(acks)
             self.delivered += len(outcomes) - len(acks)
+            for tp, records in fetched.items():
+                self._uncommitted[tp] = records[-1].offset + 1
             yield outcomes
-            if fetched:
-                await self._consumer.commit(
-                    {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-                )
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit what has been handed out so far (also done when the next batch is asked for).
+
+        Call it before leaving a ``batches()`` loop early; what is not committed is read again
+        by the next reader of the group — at least once, never lost.
+        """
+        if self._uncommitted:
+            await self._consumer.commit(dict(self._uncommitted))
+            self._uncommitted.clear()
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
         """Current end offsets of the assigned partitions (to know when a backlog is drained)."""
