@@ -1,0 +1,559 @@
+"""Build the allocation MIP: data in, named variables and constraint families out.
+
+Layout follows OR-Tools' examples: one small function per variable or constraint family, all
+indices kept in :class:`Built` so the solution (and the duals) can be read back by name.
+
+Size control (the L instance is 200 streams × 70 sources × 168 periods): streams with the same
+skill, the same eligible sources and the same core flag form a *class*; assignment variables exist
+per (class, eligible source, period with demand) only, and a class's cover is split back over its
+streams proportionally to their cover after the solve, which preserves every constraint (skills,
+compliance and the core share hold class-wide, so they hold for each proportional share).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from allocator.demand import StreamRequirement
+from allocator.domain import AllocationProblem, Provider, SkillRate, WorkStream
+from allocator.model.lp import INF, LinearProgram
+
+EPS = 1e-7
+
+
+@dataclass(slots=True)
+class StreamClass:
+    """Streams that are interchangeable for capacity: same skill, sources and core flag."""
+
+    index: int
+    skill: str
+    core: bool
+    streams: list[int]
+    teams: list[int]
+    providers: list[int]
+    x: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(team index, period) → var."""
+    y: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(provider index, period) → var."""
+
+
+@dataclass(slots=True)
+class Line:
+    """One (provider, skill) contract line and its level per period.
+
+    ``level(t) = block * n[t]`` when ``n[t]`` is a variable, else the constant ``fixed[t]``.
+    """
+
+    provider: int
+    skill: str
+    rate: SkillRate
+    block: float
+    committed: float
+    baseline: tuple[float, ...]
+    n: list[int | None]
+    fixed: list[float]
+    up: list[int | None]
+    down: list[int | None]
+    fills: list[list[int]]
+    tier_on: list[list[int]]
+    capacity_rows: list[int | None]
+
+    def terms(self, t: int) -> tuple[list[int], list[float], float]:
+        """Level at ``t`` as (vars, coefs, constant)."""
+        v = self.n[t]
+        if v is None:
+            return [], [], self.fixed[t]
+        return [v], [self.block], 0.0
+
+
+@dataclass(slots=True)
+class Built:
+    """The MIP and every index needed to read it back and explain it."""
+
+    lp: LinearProgram
+    problem: AllocationProblem
+    reqs: tuple[StreamRequirement, ...]
+    classes: list[StreamClass]
+    stream_class: list[int]
+    lines: list[Line]
+    cover: list[list[int | None]]
+    sl: list[list[int | None]]
+    engaged: dict[tuple[int, int], int]
+    team_rows: dict[tuple[int, int], int]
+    provider_max_rows: dict[tuple[int, int], int]
+    provider_min_rows: dict[tuple[int, int], int]
+    core_rows: dict[tuple[int, int], int]
+    concentration_rows: dict[int, int]
+    window_rows: dict[tuple[int, str, int], int]
+    budget_row: int | None
+    overrun: int | None
+    total_outsourced: int | None
+    offset: float
+    const_spend: float
+    cost_vars: dict[str, dict[int, float]]
+    """Cost family → {var: coefficient}: internal, providers, churn, quality, sla, unmet."""
+    const_costs: dict[str, float]
+
+
+def eligible_teams(problem: AllocationProblem, stream: WorkStream) -> list[int]:
+    """Indices of teams that may work ``stream``."""
+    return [j for j, team in enumerate(problem.teams) if team.can_take(stream)]
+
+
+def eligible_providers(problem: AllocationProblem, stream: WorkStream) -> list[int]:
+    """Indices of active providers that may work ``stream``."""
+    return [j for j, p in enumerate(problem.providers) if p.can_take(stream)]
+
+
+def _classes(problem: AllocationProblem) -> tuple[list[StreamClass], list[int]]:
+    by_key: dict[tuple[str, bool, tuple[int, ...], tuple[int, ...]], StreamClass] = {}
+    stream_class: list[int] = []
+    for i, stream in enumerate(problem.streams):
+        teams = eligible_teams(problem, stream)
+        provs = eligible_providers(problem, stream)
+        key = (stream.skill, stream.core, tuple(teams), tuple(provs))
+        if key not in by_key:
+            by_key[key] = StreamClass(len(by_key), stream.skill, stream.core, [], teams, provs)
+        by_key[key].streams.append(i)
+        stream_class.append(by_key[key].index)
+    return list(by_key.values()), stream_class
+
+
+def _is_convex(rate: SkillRate) -> bool:
+    rates = [t.rate_per_hour for t in rate.tiers]
+    return all(b >= a for a, b in itertools.pairwise(rates))
+
+
+class _Builder:
+    def __init__(self, problem: AllocationProblem, reqs: tuple[StreamRequirement, ...]) -> None:
+        self.p = problem
+        self.reqs = reqs
+        self.T = problem.request.horizon_periods
+        self.H = problem.request.period_hours
+        self.lp = LinearProgram()
+        self.classes, self.stream_class = _classes(problem)
+        self.offset = 0.0
+        self.const_spend = 0.0
+        self.cost_vars: dict[str, dict[int, float]] = {
+            k: {} for k in ("internal", "providers", "churn", "quality", "sla", "unmet")
+        }
+        self.const_costs: dict[str, float] = {k: 0.0 for k in self.cost_vars}
+        self.lines: list[Line] = []
+        self.cover: list[list[int | None]] = []
+        self.sl: list[list[int | None]] = []
+        self.engaged: dict[tuple[int, int], int] = {}
+        self.team_rows: dict[tuple[int, int], int] = {}
+        self.provider_max_rows: dict[tuple[int, int], int] = {}
+        self.provider_min_rows: dict[tuple[int, int], int] = {}
+        self.core_rows: dict[tuple[int, int], int] = {}
+        self.concentration_rows: dict[int, int] = {}
+        self.window_rows: dict[tuple[int, str, int], int] = {}
+        self.budget_row: int | None = None
+        self.overrun: int | None = None
+        self.total_outsourced: int | None = None
+
+    # -- costs ---------------------------------------------------------------------------
+    def cost(self, family: str, var: int, coef: float) -> None:
+        if coef == 0:
+            return
+        self.lp.add_obj(var, coef)
+        fam = self.cost_vars[family]
+        fam[var] = fam.get(var, 0.0) + coef
+
+    def const_cost(self, family: str, amount: float) -> None:
+        self.offset += amount
+        self.const_costs[family] += amount
+        if family in ("internal", "providers", "churn"):
+            self.const_spend += amount
+
+    # -- variables -----------------------------------------------------------------------
+    def add_cover_and_service(self) -> None:
+        """Cover per stream/period in [0, required] and the SLA shortfall penalty."""
+        policy = self.p.policy
+        for i, stream in enumerate(self.p.streams):
+            req = self.reqs[i]
+            weight = policy.penalty_weight(stream)
+            cov: list[int | None] = []
+            sls: list[int | None] = []
+            for t in range(self.T):
+                r = req.required_fte[t]
+                if r <= EPS:
+                    cov.append(None)
+                    sls.append(None)
+                    continue
+                c = self.lp.var(0.0, r)
+                cov.append(c)
+                if stream.kind == "project":
+                    # weight × (work − H·cover): unmet work hours.
+                    self.const_cost("unmet", weight * req.volume[t])
+                    self.cost("unmet", c, -weight * self.H)
+                    sls.append(None)
+                    continue
+                s = self.lp.var(0.0, req.target_sl)
+                self.const_cost("sla", weight * req.volume[t] * req.target_sl)
+                self.cost("sla", s, -weight * req.volume[t])
+                curve = req.curves[t]
+                for (x0, y0), (x1, y1) in zip(
+                    zip(curve.xs, curve.ys, strict=True),
+                    zip(curve.xs[1:], curve.ys[1:], strict=True),
+                    strict=False,
+                ):
+                    slope = (y1 - y0) / (x1 - x0)
+                    # s <= y0 + slope (c - x0)
+                    self.lp.row([s, c], [1.0, -slope], hi=y0 - slope * x0, name="sla_curve")
+                sls.append(s)
+            self.cover.append(cov)
+            self.sl.append(sls)
+
+    def add_assignments(self) -> None:
+        """x (class, team, t) and y (class, provider, t) where the class has demand; balance."""
+        for cls in self.classes:
+            for t in range(self.T):
+                covers = [self.cover[i][t] for i in cls.streams]
+                cvars = [c for c in covers if c is not None]
+                if not cvars:
+                    continue
+                xs: list[int] = []
+                for j in cls.teams:
+                    team = self.p.teams[j]
+                    if team.productive_fte(t) <= EPS:
+                        continue
+                    v = self.lp.var(0.0)
+                    cls.x[(j, t)] = v
+                    xs.append(v)
+                    self.cost("internal", v, self.H * team.cost_per_hour / (1 - team.shrinkage))
+                ys: list[int] = []
+                for j in cls.providers:
+                    v = self.lp.var(0.0)
+                    cls.y[(j, t)] = v
+                    ys.append(v)
+                    q = self.p.providers[j].quality_score
+                    self.cost(
+                        "quality", v, self.H * self.p.policy.quality_penalty_per_fte_hour * (1 - q)
+                    )
+                self.lp.row(
+                    cvars + xs + ys,
+                    [1.0] * len(cvars) + [-1.0] * (len(xs) + len(ys)),
+                    lo=0.0,
+                    hi=0.0,
+                    name="balance",
+                )
+
+    def add_team_capacity(self) -> None:
+        """Σ_class x[class, team, t] ≤ productive FTE of the team in t."""
+        use: dict[tuple[int, int], list[int]] = {}
+        for cls in self.classes:
+            for key, v in cls.x.items():
+                use.setdefault(key, []).append(v)
+        for key in sorted(use):
+            j, t = key
+            vs = use[key]
+            self.team_rows[key] = self.lp.row(
+                vs, [1.0] * len(vs), hi=self.p.teams[j].productive_fte(t), name="team_capacity"
+            )
+
+    def _line_upper(self, j: int, skill: str) -> float:
+        prov = self.p.providers[j]
+        demand = 0.0
+        for cls in self.classes:
+            if cls.skill == skill and j in cls.providers:
+                for i in cls.streams:
+                    demand += max(self.reqs[i].required_fte)
+        base = max(self.p.baseline_level(prov.id, skill))
+        return min(prov.contract.max_fte, max(demand, base))
+
+    def add_lines(self) -> None:
+        """Level variables per contract line with frozen windows, tiers and churn."""
+        req = self.p.request
+        churn = self.p.policy.churn_cost_per_fte
+        for j, prov in enumerate(self.p.providers):
+            contract = prov.contract
+            up_lead = req.hours_to_periods(contract.ramp_up_hours)
+            notice = req.hours_to_periods(contract.ramp_down_notice_hours)
+            for rate in contract.rates:
+                base = self.p.baseline_level(prov.id, rate.skill)
+                committed = self.p.committed_level(prov.id, rate.skill)
+                used = any(
+                    cls.skill == rate.skill and j in cls.providers and cls.y for cls in self.classes
+                )
+                if not used and committed <= EPS and max(base) <= EPS:
+                    continue
+                line = Line(
+                    provider=j,
+                    skill=rate.skill,
+                    rate=rate,
+                    block=contract.block_fte,
+                    committed=committed,
+                    baseline=base,
+                    n=[None] * self.T,
+                    fixed=[0.0] * self.T,
+                    up=[None] * self.T,
+                    down=[None] * self.T,
+                    fills=[[] for _ in range(self.T)],
+                    tier_on=[[] for _ in range(self.T)],
+                    capacity_rows=[None] * self.T,
+                )
+                upper = self._line_upper(j, rate.skill) if used else 0.0
+                b = contract.block_fte
+                for t in range(self.T):
+                    if not prov.active:
+                        line.fixed[t] = 0.0
+                    elif t < up_lead and t < notice:
+                        line.fixed[t] = base[t]
+                    else:
+                        lo = math.ceil(base[t] / b - 1e-9) if t < notice else 0
+                        hi = (
+                            math.floor(base[t] / b + 1e-9)
+                            if t < up_lead
+                            else math.floor(upper / b + 1e-9)
+                        )
+                        hi = max(hi, lo)
+                        if hi == lo:
+                            line.fixed[t] = lo * b
+                        else:
+                            line.n[t] = self.lp.var(float(lo), float(hi), integer=True)
+                self._line_windows(line, up_lead, notice)
+                self._line_cost(line)
+                self._line_churn(line, churn)
+                self.lines.append(line)
+
+    def _line_windows(self, line: Line, up_lead: int, notice: int) -> None:
+        """Inside the windows, level steps only as the baseline (committed + pending) steps."""
+        prev_vars: list[int] = []
+        prev_coef: list[float] = []
+        prev_const = line.committed
+        prev_base = line.committed
+        for t in range(self.T):
+            vs, cs, const = line.terms(t)
+            step = line.baseline[t] - prev_base
+            if vs or prev_vars:
+                idx = vs + prev_vars
+                coef = cs + [-c for c in prev_coef]
+                if t < up_lead:
+                    self.window_rows[(len(self.lines), "up", t)] = self.lp.row(
+                        idx, coef, hi=max(0.0, step) - const + prev_const, name="frozen_up"
+                    )
+                if t < notice:
+                    self.window_rows[(len(self.lines), "down", t)] = self.lp.row(
+                        idx, coef, lo=min(0.0, step) - const + prev_const, name="frozen_down"
+                    )
+            prev_vars, prev_coef, prev_const, prev_base = vs, cs, const, line.baseline[t]
+
+    def _line_cost(self, line: Line) -> None:
+        """Tiered hourly price of the level; concave (discount) tiers get fill-order binaries."""
+        tiers = line.rate.tiers
+        convex = _is_convex(line.rate)
+        for t in range(self.T):
+            vs, cs, const = line.terms(t)
+            if not vs:
+                self.const_cost("providers", self.H * line.rate.cost_per_hour(const))
+                continue
+            if len(tiers) == 1:
+                self.cost("providers", vs[0], self.H * tiers[0].rate_per_hour * cs[0])
+                continue
+            fills: list[int] = []
+            ons: list[int] = []
+            for k, tier in enumerate(tiers):
+                width = tiers[k + 1].from_fte - tier.from_fte if k + 1 < len(tiers) else INF
+                f = self.lp.var(0.0, width)
+                fills.append(f)
+                self.cost("providers", f, self.H * tier.rate_per_hour)
+                if not convex and k > 0:
+                    z = self.lp.var(0.0, 1.0, integer=True)
+                    ons.append(z)
+                    prev_width = tier.from_fte - tiers[k - 1].from_fte
+                    # fill of tier k only once tier k−1 is full
+                    self.lp.row([fills[k - 1], z], [1.0, -prev_width], lo=0.0, name="tier_order")
+                    big = width if math.isfinite(width) else self.lp.ub[vs[0]] * cs[0]
+                    self.lp.row([f, z], [1.0, -big], hi=0.0, name="tier_on")
+            self.lp.row(fills + vs, [1.0] * len(fills) + [-c for c in cs], lo=0.0, hi=0.0)
+            line.fills[t] = fills
+            line.tier_on[t] = ons
+
+    def _line_churn(self, line: Line, churn: float) -> None:
+        """level[t] − level[t−1] = up − down, priced at the churn cost per FTE."""
+        prev_vs: list[int] = []
+        prev_cs: list[float] = []
+        prev_const = line.committed
+        for t in range(self.T):
+            vs, cs, const = line.terms(t)
+            if not vs and not prev_vs:
+                self.const_cost("churn", churn * abs(const - prev_const))
+            else:
+                up = self.lp.var(0.0)
+                dn = self.lp.var(0.0)
+                line.up[t], line.down[t] = up, dn
+                self.cost("churn", up, churn)
+                self.cost("churn", dn, churn)
+                self.lp.row(
+                    vs + prev_vs + [up, dn],
+                    cs + [-c for c in prev_cs] + [-1.0, 1.0],
+                    lo=prev_const - const,
+                    hi=prev_const - const,
+                    name="churn",
+                )
+            prev_vs, prev_cs, prev_const = vs, cs, const
+
+    def add_line_capacity(self) -> None:
+        """Σ_class y[class, provider, t] ≤ level of the provider's line for that skill."""
+        by_line = {(ln.provider, ln.skill): ln for ln in self.lines}
+        for cls in self.classes:
+            for (j, _t), v in cls.y.items():
+                line = by_line.get((j, cls.skill))
+                if line is None:
+                    self.lp.ub[v] = 0.0
+        for line in self.lines:
+            for t in range(self.T):
+                ys = [
+                    cls.y[(line.provider, t)]
+                    for cls in self.classes
+                    if cls.skill == line.skill and (line.provider, t) in cls.y
+                ]
+                if not ys:
+                    continue
+                vs, cs, const = line.terms(t)
+                line.capacity_rows[t] = self.lp.row(
+                    ys + vs, [1.0] * len(ys) + [-c for c in cs], hi=const, name="line_capacity"
+                )
+
+    def add_engagement(self) -> None:
+        """min·engaged ≤ Σ_lines level ≤ max·engaged per provider and period (if it can vary)."""
+        for j, prov in enumerate(self.p.providers):
+            lines = [ln for ln in self.lines if ln.provider == j]
+            if not lines or not prov.active:
+                continue
+            c = prov.contract
+            for t in range(self.T):
+                vs: list[int] = []
+                cs: list[float] = []
+                const = 0.0
+                for ln in lines:
+                    a, b, k = ln.terms(t)
+                    vs += a
+                    cs += b
+                    const += k
+                if not vs:
+                    continue
+                ub_total = sum(self.lp.ub[v] * cc for v, cc in zip(vs, cs, strict=True)) + const
+                cap = min(c.max_fte, ub_total)
+                if c.min_fte > EPS:
+                    e = self.lp.var(0.0, 1.0, integer=True)
+                    self.engaged[(j, t)] = e
+                    self.provider_max_rows[(j, t)] = self.lp.row(
+                        [*vs, e], [*cs, -cap], hi=-const, name="provider_max"
+                    )
+                    self.provider_min_rows[(j, t)] = self.lp.row(
+                        [*vs, e], [*cs, -c.min_fte], lo=-const, name="provider_min"
+                    )
+                elif math.isfinite(c.max_fte) and ub_total > c.max_fte + EPS:
+                    self.provider_max_rows[(j, t)] = self.lp.row(
+                        vs, cs, hi=c.max_fte - const, name="provider_max"
+                    )
+
+    def add_core_share(self) -> None:
+        """Core streams: internal ≥ share × cover, i.e. (1−s)·Σx − s·Σy ≥ 0 per class/period."""
+        share = self.p.policy.core_in_house_share
+        if share <= 0:
+            return
+        for cls in self.classes:
+            if not cls.core:
+                continue
+            for t in range(self.T):
+                xs = [v for (j, tt), v in cls.x.items() if tt == t]
+                ys = [v for (j, tt), v in cls.y.items() if tt == t]
+                if not ys:
+                    continue
+                self.core_rows[(cls.index, t)] = self.lp.row(
+                    xs + ys,
+                    [1 - share] * len(xs) + [-share] * len(ys),
+                    lo=0.0,
+                    name="core_in_house",
+                )
+
+    def add_concentration(self) -> None:
+        """Each provider's FTE-hours ≤ cap × all outsourced FTE-hours (via one total var)."""
+        cap = self.p.policy.vendor_concentration_cap
+        if cap >= 1.0:
+            return
+        per_provider: dict[int, list[int]] = {}
+        for cls in self.classes:
+            for (j, _t), v in cls.y.items():
+                per_provider.setdefault(j, []).append(v)
+        if not per_provider:
+            return
+        total = self.lp.var(0.0)
+        self.total_outsourced = total
+        every = [v for j in sorted(per_provider) for v in per_provider[j]]
+        self.lp.row([*every, total], [1.0] * len(every) + [-1.0], lo=0.0, hi=0.0)
+        for j in sorted(per_provider):
+            vs = per_provider[j]
+            self.concentration_rows[j] = self.lp.row(
+                [*vs, total], [1.0] * len(vs) + [-cap], hi=0.0, name="concentration_cap"
+            )
+
+    def add_budget(self) -> None:
+        """Spend (internal + providers + churn) ≤ cap + overrun, overrun priced."""
+        cap = self.p.policy.budget_cap
+        if cap is None:
+            return
+        terms: dict[int, float] = {}
+        for fam in ("internal", "providers", "churn"):
+            for v, c in self.cost_vars[fam].items():
+                terms[v] = terms.get(v, 0.0) + c
+        over = self.lp.var(0.0, obj=self.p.policy.budget_overrun_penalty)
+        self.overrun = over
+        idx = sorted(terms)
+        self.budget_row = self.lp.row(
+            [*idx, over],
+            [terms[v] for v in idx] + [-1.0],
+            hi=cap - self.const_spend,
+            name="budget_cap",
+        )
+
+    def build(self) -> Built:
+        self.add_cover_and_service()
+        self.add_assignments()
+        self.add_team_capacity()
+        self.add_lines()
+        self.add_line_capacity()
+        self.add_engagement()
+        self.add_core_share()
+        self.add_concentration()
+        self.add_budget()
+        self.lp.offset = self.offset
+        return Built(
+            lp=self.lp,
+            problem=self.p,
+            reqs=self.reqs,
+            classes=self.classes,
+            stream_class=self.stream_class,
+            lines=self.lines,
+            cover=self.cover,
+            sl=self.sl,
+            engaged=self.engaged,
+            team_rows=self.team_rows,
+            provider_max_rows=self.provider_max_rows,
+            provider_min_rows=self.provider_min_rows,
+            core_rows=self.core_rows,
+            concentration_rows=self.concentration_rows,
+            window_rows=self.window_rows,
+            budget_row=self.budget_row,
+            overrun=self.overrun,
+            total_outsourced=self.total_outsourced,
+            offset=self.offset,
+            const_spend=self.const_spend,
+            cost_vars=self.cost_vars,
+            const_costs=self.const_costs,
+        )
+
+
+def build_model(problem: AllocationProblem, reqs: tuple[StreamRequirement, ...]) -> Built:
+    """Build the MIP for ``problem`` given the per-stream requirements."""
+    return _Builder(problem, reqs).build()
+
+
+def provider_of(built: Built, line: Line) -> Provider:
+    """The provider a line belongs to."""
+    return built.problem.providers[line.provider]
