@@ -23,14 +23,15 @@ Conventions (all functions)
 Numerics
 --------
 * Erlang B uses the classical stable recursion ``B(n) = a B(n-1) / (n + a B(n-1))`` (no
-  factorials, no overflow).  For large loads the recursion is *warm-started* at
-  ``n0 = floor(a - 9 sqrt(a))`` from the crude value ``B(n0) := 1``.  This is rigorous, not a
-  heuristic: in terms of ``I = 1/B`` the recursion ``I(n) = 1 + (n/a) I(n-1)`` is linear, so a
-  relative error in ``I`` is multiplied by exactly ``1 - B(n)`` per step, and since the carried
-  load ``a (1 - B(n))`` is below ``n`` we have ``1 - B(n) < n/a``.  The start error is below
-  1 in relative terms and the product of ``n/a`` over the ``>= 9 sqrt(a)`` steps below ``a`` is
-  below ``exp(-40)``, i.e. far under double precision.  This makes one evaluation cost
-  ``O(sqrt(a))`` steps instead of ``O(a)``.
+  factorials, no overflow).  To get ``B(n)`` the recursion is *warm-started* at
+  ``n0 = floor(min(n, a) - 9 sqrt(a))`` (or exactly from ``B(0) = 1`` if that is < 0) from the
+  crude value ``B(n0) := 1``.  This is rigorous, not a heuristic: in terms of ``I = 1/B`` the
+  recursion ``I(k) = 1 + (k/a) I(k-1)`` is linear, so a relative error in ``I`` is multiplied
+  by exactly ``1 - B(k)`` per step, and since the carried load ``a (1 - B(k))`` is below ``k``,
+  ``1 - B(k) < k/a``.  The start error is below 1 in relative terms and the product of ``k/a``
+  over the ``>= 9 sqrt(a)`` steps up to ``min(n, a)`` is below ``exp(-39)``, i.e. far under
+  double precision.  One evaluation thus costs ``O(sqrt(a) + max(n - a, 0))`` steps instead of
+  ``O(n)``.
 * Erlang C: ``C = n B / (n - a (1 - B))`` for ``n > a``; ``P(W > t) = C exp(-(n - a) t / aht)``.
 * Erlang A: see :func:`service_level` -- exact closed form reduced to a one-dimensional integral
   of a log-concave function, evaluated with Gauss-Legendre quadrature on the window where the
@@ -209,13 +210,10 @@ def _erlang_b_int(a: FloatArray, n: IntArray) -> FloatArray:
     if pos.any():
         ap = af[pos]
         npos = nf[pos]
-        n0 = np.where(
-            ap > _WARM_START_SIGMAS**2,
-            np.floor(ap - _WARM_START_SIGMAS * np.sqrt(ap)),
-            0.0,
+        # Start 9 sqrt(a) below min(n, a) (see module docstring); from 0 (exact) if that is < 0.
+        n0 = np.maximum(
+            np.floor(np.minimum(npos, ap) - _WARM_START_SIGMAS * np.sqrt(ap)), 0.0
         ).astype(np.int64)
-        # Targets below the warm-start point are computed exactly from B(0) = 1.
-        n0 = np.where(n0 > npos, 0, n0)
         steps = npos - n0
         order = np.argsort(-steps, kind="stable")
         a_s = ap[order]
