@@ -69,7 +69,7 @@ _WARM_START_SIGMAS = 9.0
 # Erlang A quadrature: integrate where log-integrand >= max - _LOG_WINDOW.
 _LOG_WINDOW = 45.0
 _GL_PANELS = 2
-_GL_NODES = 40
+_GL_NODES = 24
 _NEWTON_STEPS = 6
 
 
