@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.base import Event, Identifier, Money, Text
+from schemas.base import Event, Identifier, Money, ProviderId, Text
 
 Series = list[Annotated[float, Field(allow_inf_nan=False)]]
 
@@ -39,7 +39,7 @@ class StreamAllocation(_Part):
 class ProviderLevel(_Part):
     """Contracted FTE of one provider and skill, per period."""
 
-    provider_id: Identifier
+    provider_id: ProviderId
     skill: Identifier
     fte: Series
 
@@ -159,7 +159,7 @@ class ScalingDecided(Event):
     from_fte: float = Field(ge=0, allow_inf_nan=False)
     to_fte: float = Field(ge=0, allow_inf_nan=False)
     effective_at: AwareDatetime
-    reason_codes: list[Identifier] = Field(default_factory=list)
+    reason_codes: list[Identifier] = Field(default_factory=list, max_length=50)
     reason: Text = ""
 
     @model_validator(mode="after")
@@ -203,6 +203,6 @@ class AllocationLogged(Event):
     level: LogLevel = LogLevel.INFO
     kind: Identifier = Field(description="Machine-readable step, e.g. plan.solved.")
     message: Text
-    plan_id: str | None = None
-    request_id: str | None = None
+    plan_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    request_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     attrs: dict[Identifier, LogValue] = Field(default_factory=dict, max_length=100)

@@ -55,7 +55,7 @@ class Event(BaseModel):
 
     #: CloudEvents ``type`` of this event, e.g. ``flexforce.ops.ticket_volume.v1``.
     event_type: ClassVar[str] = ""
-    #: Name of the field whose value is the Kafka key (``None``: the planning domain).
+    #: Name of the field whose value is the Kafka key (``"domain"`` for domain-keyed events).
     key_field: ClassVar[str] = "domain"
     #: Logical topic (without prefix) the event is published to.
     topic: ClassVar[str] = ""

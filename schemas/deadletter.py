@@ -11,6 +11,8 @@ from schemas.base import Event, Identifier
 
 
 class DeadLetterStage(StrEnum):
+    """Where the record was refused: unreadable, invalid, too late, forged, or failed later."""
+
     DECODE = "decode"
     VALIDATE = "validate"
     LATE = "late"
@@ -19,6 +21,8 @@ class DeadLetterStage(StrEnum):
 
 
 class DeadLetterHeader(BaseModel):
+    """One Kafka header of the original record, its value base64-encoded (headers are bytes)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: str
@@ -39,7 +43,9 @@ class DeadLetter(Event):
     domain: Identifier = Field(
         "unknown", description="The original's domain when it could be read, else 'unknown'."
     )
-    original_topic: Annotated[str, Field(min_length=1, max_length=249)]
+    original_topic: Annotated[str, Field(min_length=1, max_length=249)] = Field(
+        description="Logical name (without the deployment prefix) of the original topic."
+    )
     partition: int = Field(ge=-1)
     offset: int = Field(ge=-1)
     original_key: str = Field("", description="The original key, as text (UTF-8, replaced).")

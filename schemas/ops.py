@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.base import Event, Fte, Identifier, Money, Sensitivity, Text
 
 #: Interval lengths that tile a day exactly, so intervals from different sources line up.
-INTERVAL_MINUTES = (5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440)
+IntervalMinutes = Literal[5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440]
+INTERVAL_MINUTES: tuple[int, ...] = get_args(IntervalMinutes)
 
 
 class AnswerWithinSla(BaseModel):
@@ -65,13 +66,13 @@ class QueueDefined(Event):
     patience_s: float | None = Field(
         None, gt=0, description="Mean customer patience; enables Erlang A (abandonment)."
     )
-    interval_minutes: int = Field(15, description="Length of the intervals volumes arrive in.")
+    interval_minutes: IntervalMinutes = Field(
+        15, description="Length of the intervals volumes arrive in."
+    )
     status: QueueStatus = QueueStatus.ACTIVE
 
     @model_validator(mode="after")
     def _check(self) -> QueueDefined:
-        if self.interval_minutes not in INTERVAL_MINUTES:
-            raise ValueError(f"interval_minutes must be one of {INTERVAL_MINUTES}")
         if self.sensitivity is Sensitivity.RESTRICTED and not self.allowed_regions:
             raise ValueError("restricted queues must list their allowed_regions")
         return self
@@ -86,18 +87,16 @@ class TicketVolumeObserved(Event):
 
     queue_id: Identifier
     interval_start: AwareDatetime
-    interval_minutes: int
+    interval_minutes: IntervalMinutes
     arrivals: int = Field(ge=0, le=10_000_000)
     backlog: int = Field(0, ge=0, le=100_000_000, description="Open tickets at interval end.")
-    abandoned: int = Field(0, ge=0)
+    abandoned: int = Field(0, ge=0, le=10_000_000)
     mean_handle_time_s: float | None = Field(
         None, gt=0, le=7 * 86_400, description="None when nothing was handled."
     )
 
     @model_validator(mode="after")
     def _check(self) -> TicketVolumeObserved:
-        if self.interval_minutes not in INTERVAL_MINUTES:
-            raise ValueError(f"interval_minutes must be one of {INTERVAL_MINUTES}")
         since_midnight = self.interval_start - self.interval_start.replace(
             hour=0, minute=0, second=0, microsecond=0
         )
@@ -113,7 +112,7 @@ class TicketVolumeObserved(Event):
         return self
 
     @property
-    def interval_end(self) -> AwareDatetime:
+    def interval_end(self) -> datetime:
         return self.interval_start + timedelta(minutes=self.interval_minutes)
 
 
@@ -171,7 +170,7 @@ class TeamCapacityUpdated(Event):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     region: Identifier
     clearances: list[Identifier] = Field(
-        default_factory=list, description="Certifications / clearances the team holds."
+        default_factory=list, max_length=50, description="Certifications / clearances held."
     )
     valid_from: AwareDatetime
 

@@ -116,7 +116,9 @@ class CapacityRequested(Event):
     effective_at: AwareDatetime
     respond_by: AwareDatetime
     plan_id: Annotated[str, Field(min_length=1, max_length=100)]
-    reasons: list[Identifier] = Field(default_factory=list, description="Reason codes.")
+    reasons: list[Identifier] = Field(
+        default_factory=list, max_length=50, description="Reason codes."
+    )
     note: Text = ""
 
     @model_validator(mode="after")

@@ -167,8 +167,8 @@ def spec_for(logical: str) -> TopicSpec:
         return TOPICS_BY_NAME[logical]
     if logical.endswith(DEAD_LETTER_SUFFIX):
         return dead_letter_spec(spec_for(logical[: -len(DEAD_LETTER_SUFFIX)]))
-    match = re.fullmatch(r"providers\.([a-z0-9-]+)\.capacity-requests", logical)
-    if match:
+    match = re.fullmatch(r"providers\.(.+)\.capacity-requests", logical)
+    if match and re.match(PROVIDER_ID_PATTERN, match.group(1)):
         return capacity_requests_spec(match.group(1))
     raise KeyError(f"unknown topic {logical!r}")
 

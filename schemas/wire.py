@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.base import Event
+from schemas.base import ENVELOPE_FIELDS, Event
 from schemas.registry import EVENT_TYPES
 from schemas.topics import MAX_INPUT_EVENT_BYTES
 
@@ -49,7 +49,7 @@ class InvalidEvent(ValueError):
 
 def encode(event: Event) -> WireMessage:
     """Serialise an event to a Kafka record in CloudEvents binary mode."""
-    value = event.model_dump_json(exclude={"id", "source", "time"}).encode()
+    value = event.model_dump_json(exclude=set(ENVELOPE_FIELDS)).encode()
     headers = (
         ("ce_specversion", SPECVERSION.encode()),
         ("ce_id", event.id.encode()),
@@ -131,7 +131,7 @@ def decode(
         raise InvalidEvent("value must be a JSON object", "MalformedJson")
     raw_domain = data.get("domain")
     domain = raw_domain if isinstance(raw_domain, str) else ""
-    clashes = sorted({"id", "source", "time"} & data.keys())
+    clashes = sorted(ENVELOPE_FIELDS & data.keys())
     if clashes:
         raise InvalidEvent(
             f"{', '.join(clashes)} belong in ce_ headers, not in the data", "EnvelopeInData", domain
