@@ -644,12 +644,34 @@ class AllocationProblem:
                 raise InvalidInput(
                     f"ProviderLevel {lv.provider_id!r}/{lv.skill!r}: contract has no such line"
                 )
+            block = prov.contract.block_fte
+            for value in (lv.committed_fte, *(ch.fte for ch in lv.pending)):
+                if value > prov.contract.max_fte + _EPS:
+                    raise InvalidInput(
+                        f"ProviderLevel {lv.provider_id!r}/{lv.skill!r}: level {value} above "
+                        f"the contract max_fte {prov.contract.max_fte}"
+                    )
+                if abs(value / block - round(value / block)) > 1e-6:
+                    raise InvalidInput(
+                        f"ProviderLevel {lv.provider_id!r}/{lv.skill!r}: level {value} is not "
+                        f"a whole number of {block}-FTE blocks"
+                    )
             for ch in lv.pending:
                 if ch.effective_period >= horizon:
                     raise InvalidInput(
                         f"ProviderLevel {lv.provider_id!r}/{lv.skill!r}: pending change at "
                         f"period {ch.effective_period} is beyond the horizon ({horizon})"
                     )
+        for prov in self.providers:
+            lines = [lv for lv in self.levels if lv.provider_id == prov.id]
+            if not lines:
+                continue
+            totals = [sum(v) for v in zip(*(lv.baseline(horizon) for lv in lines), strict=True)]
+            if max(totals) > prov.contract.max_fte + _EPS:
+                raise InvalidInput(
+                    f"Provider {prov.id!r}: committed + pending levels total {max(totals)} FTE, "
+                    f"above the contract max_fte {prov.contract.max_fte}"
+                )
         offered = {s for t in self.teams for s in t.skills}
         offered |= {s for p in self.providers for s in p.contract.skills}
         for stream in self.streams:

@@ -241,10 +241,12 @@ def problems(draw: st.DrawFn) -> AllocationProblem:
         )
         if draw(st.booleans()):
             sk = skills[0]
-            committed = float(draw(st.integers(0, int(min(mx, 6)))))
+            blk = contract.block_fte
+            kmax = int(min(mx, 6) // blk)
+            committed = blk * draw(st.integers(0, kmax))
             pend: tuple[PendingChange, ...] = ()
             if draw(st.booleans()) and periods > 1:
-                pend = (PendingChange(1, float(draw(st.integers(0, int(min(mx, 6)))))),)
+                pend = (PendingChange(1, blk * draw(st.integers(0, kmax))),)
             levels.append(ProviderLevel(pid, sk, committed, pend))
     offered = {s for t in teams for s in t.skills} | {
         s for p in providers for s in p.contract.skills
@@ -350,6 +352,7 @@ def test_brute_force_optimality(
     mx = mn + span
     if block > mx:
         block = 1
+    committed = block * min(committed, mx // block)
     tiers = (RateTier(0, float(r0)), RateTier(3, float(r1)))
     penalty = 100.0
     hours = tuple(float(w) for w in work)
@@ -529,7 +532,7 @@ def test_skill_nobody_has_is_an_error() -> None:
 
 
 def test_contract_min_above_max_is_an_error() -> None:
-    with pytest.raises(InvalidInput, match="min_fte 5.0 > max_fte 2.0"):
+    with pytest.raises(InvalidInput, match=r"min_fte 5\.0 > max_fte 2\.0"):
         Contract((SkillRate("net", (RateTier(0, 1),)),), min_fte=5.0, max_fte=2.0)
 
 
@@ -547,6 +550,12 @@ def test_contract_min_above_max_is_an_error() -> None:
 def test_bad_objects_are_errors(build: object) -> None:
     with pytest.raises(InvalidInput):
         build()  # type: ignore[operator]
+
+
+def test_level_not_in_blocks_is_an_error() -> None:
+    base = small_problem()
+    with pytest.raises(InvalidInput, match="whole number"):
+        dataclasses.replace(base, levels=(ProviderLevel("pb", "net", 3.0),))
 
 
 def test_demand_length_must_match_horizon() -> None:

@@ -262,7 +262,12 @@ class _Builder:
                 for i in cls.streams:
                     demand += max(self.reqs[i].required_fte)
         base = max(self.p.baseline_level(prov.id, skill))
-        return min(prov.contract.max_fte, max(demand, base))
+        block = prov.contract.block_fte
+        floor_engaged = prov.contract.min_fte if max(demand, base) > EPS else 0.0
+        need = math.ceil(max(demand, base, floor_engaged) / block - 1e-9) * block
+        if not math.isfinite(prov.contract.max_fte):
+            return need
+        return min(math.floor(prov.contract.max_fte / block + 1e-9) * block, need)
 
     def add_lines(self) -> None:
         """Level variables per contract line with frozen windows, tiers and churn."""
@@ -295,7 +300,7 @@ class _Builder:
                     tier_on=[[] for _ in range(self.T)],
                     capacity_rows=[None] * self.T,
                 )
-                upper = self._line_upper(j, rate.skill) if used else 0.0
+                upper = self._line_upper(j, rate.skill)
                 b = contract.block_fte
                 for t in range(self.T):
                     if not prov.active:

@@ -184,6 +184,8 @@ def _levels_and_changes(
                     and (abs(base - prev_base) > 1e-9)
                 )
                 lead = up_lead if direction == "up" else notice
+                # Inside its window a change can only be the effect of a pending request.
+                pending = pending or t < lead
                 changes.append(
                     CapacityChange(
                         provider_id=prov.id,
