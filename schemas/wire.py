@@ -12,9 +12,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.base import ENVELOPE_FIELDS, Event
 from schemas.registry import EVENT_TYPES
@@ -24,7 +25,7 @@ SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time")
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,103 @@ def decode(
             event.domain,
         )
     return event
+
+
+_STANDARD_HEADERS = frozenset((*REQUIRED_HEADERS, "content-type"))
+
+
+@cache
+def _list_adapter(event_class: type[Event]) -> TypeAdapter[list[Event]]:
+    return TypeAdapter(list[event_class])  # type: ignore[valid-type]
+
+
+def _fast_envelope(
+    value: bytes | None, headers: Iterable[tuple[str, bytes | None]], type_name: bytes
+) -> bytes | None:
+    """The value with the CloudEvents attributes spliced in, or None if the record needs the
+    careful path (anything unusual: odd headers, escapes, envelope names in the data)."""
+    if value is None or value[:1] != b"{" or value[1:2] == b"}":
+        return None
+    if b'"id"' in value or b'"source"' in value or b'"time"' in value:
+        return None  # an envelope attribute in the data: refused by the careful path
+    headers = list(headers)
+    found = dict(headers)
+    if (
+        len(headers) != len(_STANDARD_HEADERS)
+        or found.keys() != _STANDARD_HEADERS
+        or found["ce_specversion"] != b"1.0"
+        or found["ce_type"] != type_name
+        or found["content-type"] != b"application/json"
+    ):
+        return None
+    ce_id, ce_source, ce_time = found["ce_id"], found["ce_source"], found["ce_time"]
+    if not (ce_id and ce_source and ce_time):
+        return None
+    envelope = ce_id + ce_source + ce_time
+    if b'"' in envelope or b"\\" in envelope:
+        return None
+    if not envelope.isascii():
+        return None
+    return b'{"id":"%s","source":"%s","time":"%s",%s' % (ce_id, ce_source, ce_time, value[1:])
+
+
+def decode_many(
+    records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+    event_class: type[Event],
+    *,
+    max_bytes: int = MAX_INPUT_EVENT_BYTES,
+) -> list[Event | InvalidEvent]:
+    """Decode a batch of records of one topic: the same verdicts as :func:`decode`, faster.
+
+    The hot ingest path (ticket volumes, tens of thousands a second) cannot afford a Python
+    round trip per record, so well-formed records are validated together in one pydantic call;
+    any record that is unusual, or that fails, is decoded on its own by :func:`decode` so that
+    its refusal carries exactly the same reason as anywhere else.
+    """
+    results: list[Event | InvalidEvent | None] = [None] * len(records)
+    type_name = event_class.event_type.encode()
+    fast: list[int] = []
+    parts: list[bytes] = []
+    for index, (_key, value, headers) in enumerate(records):
+        spliced = None
+        if value is not None and len(value) <= max_bytes:
+            spliced = _fast_envelope(value, headers, type_name)
+        if spliced is None:
+            results[index] = _decode_or_refusal(records[index], event_class, max_bytes)
+        else:
+            fast.append(index)
+            parts.append(spliced)
+    adapter = _list_adapter(event_class)
+    while fast:
+        try:
+            events = adapter.validate_json(b"[" + b",".join(parts) + b"]", strict=True)
+        except ValidationError as exc:
+            failed = {fast[int(err["loc"][0])] for err in exc.errors() if err["loc"]}
+            if not failed:  # not attributable to one item: be careful with every one
+                failed = set(fast)
+            for index in failed:
+                results[index] = _decode_or_refusal(records[index], event_class, max_bytes)
+            kept = [(i, part) for i, part in zip(fast, parts, strict=True) if i not in failed]
+            fast, parts = [i for i, _ in kept], [part for _, part in kept]
+            continue
+        for index, event in zip(fast, events, strict=True):
+            key = records[index][0]
+            if key != event.key.encode():
+                results[index] = _decode_or_refusal(records[index], event_class, max_bytes)
+            else:
+                results[index] = event
+        break
+    return [r for r in results if r is not None]
+
+
+def _decode_or_refusal(
+    record: tuple[bytes | None, bytes | None, Headers], event_class: type[Event], max_bytes: int
+) -> Event | InvalidEvent:
+    key, value, headers = record
+    try:
+        return decode(key, value, headers, expected_types=[event_class], max_bytes=max_bytes)
+    except InvalidEvent as refusal:
+        return refusal
 
 
 def parse_time(text: str) -> datetime:

@@ -18,8 +18,8 @@ from schemas import (
 )
 from schemas.registry import ALL_EVENTS
 from schemas.topics import ALL_TOPICS, spec_for, topic_for
-from schemas.wire import InvalidEvent, WireMessage, decode, encode
-from tests.samples import T0, any_event, sample_events
+from schemas.wire import InvalidEvent, WireMessage, decode, decode_many, encode
+from tests.samples import T0, any_event, sample_events, ticket_volumes
 
 
 def test_every_event_type_has_a_sample() -> None:
@@ -226,3 +226,43 @@ def test_topic_table_covers_every_event_and_compacts_catalogues() -> None:
     assert not by_name["ops.ticket-volume"].compacted
     covered = {spec.event for spec in ALL_TOPICS} | {CapacityRequested}
     assert covered | {spec_for("ops.queues.dlq").event} == set(ALL_EVENTS)
+
+
+def _verdict(outcome: Event | InvalidEvent) -> object:
+    return (outcome.error_class, outcome.reason) if isinstance(outcome, InvalidEvent) else outcome
+
+
+@given(st.lists(st.tuples(ticket_volumes(), st.integers(0, 6), st.data()), max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_batch_decode_gives_the_same_verdicts_as_one_by_one(
+    items: list[tuple[TicketVolumeObserved, int, st.DataObject]],
+) -> None:
+    """The hot path validates many records in one call; every verdict (event, or refusal with
+    its class and reason) must be exactly what the careful one-record path gives."""
+    records = []
+    for event, damage, data in items:
+        message = encode(event)
+        key, value, headers = message.key, message.value, list(message.headers)
+        if damage == 1:  # break one field
+            payload = json.loads(value)
+            payload[data.draw(st.sampled_from(sorted(payload)))] = data.draw(JSON_VALUES)
+            value = json.dumps(payload).encode()
+        elif damage == 2:
+            key = b"other-" + key
+        elif damage == 3:  # envelope attribute smuggled into the data
+            value = value[:-1] + b', "id": "x"}'
+        elif damage == 4:
+            headers = [(k, b'say "hi"' if k == "ce_source" else v) for k, v in headers]
+        elif damage == 5:
+            value = data.draw(st.binary(max_size=40))
+        records.append((key, value, headers))
+    batch = decode_many(records, TicketVolumeObserved)
+    one_by_one = [_decode_quietly(*record) for record in records]
+    assert [_verdict(o) for o in batch] == [_verdict(o) for o in one_by_one]
+
+
+def _decode_quietly(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> object:
+    try:
+        return decode(key, value, headers, expected_types=[TicketVolumeObserved])
+    except InvalidEvent as refusal:
+        return refusal
