@@ -32,7 +32,7 @@ from schemas.topics import (
     spec_for,
     topic_for,
 )
-from schemas.wire import InvalidEvent, decode, encode
+from schemas.wire import InvalidEvent, decode_many, encode
 from services.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -202,19 +202,28 @@ class Delivered:
 
 def decode_record(record: ConsumerRecord[bytes, bytes], prefix: str) -> Delivered | Refused:
     """Validate one consumed record against the contract of the topic it came from."""
-    logical = logical_name(prefix, record.topic)
+    return decode_records([record], prefix)[0]
+
+
+def decode_records(
+    records: Sequence[ConsumerRecord[bytes, bytes]], prefix: str
+) -> list[Delivered | Refused]:
+    """Validate records of one topic partition in one go (the batched hot path)."""
+    if not records:
+        return []
+    logical = logical_name(prefix, records[0].topic)
     spec = spec_for(logical)
-    try:
-        event = decode(
-            record.key,
-            record.value,
-            record.headers,
-            expected_types=[spec.event],
-            max_bytes=spec.max_event_bytes,
-        )
-    except InvalidEvent as refusal:
-        return Refused(dead_letter_for(record, logical, refusal))
-    return Delivered(event, logical, record.partition, record.offset)
+    verdicts = decode_many(
+        [(r.key, r.value, r.headers) for r in records],
+        spec.event,
+        max_bytes=spec.max_event_bytes,
+    )
+    return [
+        Refused(dead_letter_for(record, logical, verdict))
+        if isinstance(verdict, InvalidEvent)
+        else Delivered(verdict, logical, record.partition, record.offset)
+        for record, verdict in zip(records, verdicts, strict=True)
+    ]
 
 
 class ValidatingReader:
@@ -270,8 +279,7 @@ class ValidatingReader:
             outcomes: list[Delivered | Refused] = []
             acks: list[asyncio.Future[Any]] = []
             for records in fetched.values():
-                for record in records:
-                    outcome = decode_record(record, self._settings.topic_prefix)
+                for outcome in decode_records(records, self._settings.topic_prefix):
                     outcomes.append(outcome)
                     if isinstance(outcome, Refused):
                         topic, key, value, headers = dead_letter_record(outcome.letter)
