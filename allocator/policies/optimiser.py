@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from allocator.domain import AllocationProblem, SolverOptions
-from allocator.model import solve
+from allocator.model.solve import solve
 from allocator.plan import Plan
 
 
