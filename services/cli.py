@@ -266,5 +266,33 @@ def quickstart(
     console.print(f"valid by type: {dict(sorted(counts.items()))}")
 
 
+@app.command()
+def worker(
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    profile: Profile = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Local state (RocksDB) directory.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Port of /health, /plan, /metrics.")] = None,
+    log_level: Annotated[str, typer.Option("--worker-log-level")] = "info",
+) -> None:
+    """Run a worker: ingest, forecast, plan and publish decisions (Ctrl-C stops cleanly)."""
+    from faust.worker import Worker
+
+    from services.worker.app import create_app
+
+    settings = _settings(bootstrap, prefix, profile)
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    faust_app = create_app(settings)
+    Worker(
+        faust_app, loglevel=log_level, quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
+
+
 if __name__ == "__main__":
     app()

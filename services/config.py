@@ -55,8 +55,21 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     domains: list[str] = Field(default_factory=lambda: ["default"])
     solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
+    planning_policy: str = Field("optimiser", pattern="^(optimiser|greedy|static)$")
     allowed_lateness_minutes: int = Field(60, ge=0)
+    period_minutes: int = Field(60, gt=0)
+    horizon_periods: int = Field(168, gt=0, le=24 * 90)
+    min_replan_minutes: int = Field(30, ge=0)
+    max_staleness_minutes: int = Field(360, ge=1)
     source: str = "urn:flexforce:service"
+    app_id: str = Field("flexforce", pattern=r"^[A-Za-z0-9._-]+$")
+    data_dir: Path = Path("flexforce-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    internal_partitions: int = Field(6, ge=1, le=1000)
+    exactly_once: bool = Field(
+        False, description="Faust exactly-once (Kafka transactions); never on the embedded broker."
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -80,6 +93,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} {path} does not exist or is not a file")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile (mTLS) must be given together")
+        if self.exactly_once and self.embedded:
+            raise ValueError("exactly_once needs Apache Kafka, not the embedded broker")
         return self
 
     def topic(self, logical: str) -> str:

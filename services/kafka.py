@@ -309,10 +309,13 @@ class ValidatingReader:
             await self._consumer.commit(dict(self._uncommitted))
             self._uncommitted.clear()
 
-    async def end_offsets(self) -> dict[TopicPartition, int]:
-        """Current end offsets of the assigned partitions (to know when a backlog is drained)."""
-        assigned = self._consumer.assignment()
-        return dict(await self._consumer.end_offsets(list(assigned)))
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records between this reader's position and the end of each assigned partition."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        ends = await self._consumer.end_offsets(assigned)
+        return {tp: ends[tp] - await self._consumer.position(tp) for tp in assigned}
 
 
 async def read_topic(

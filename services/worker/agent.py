@@ -1,0 +1,220 @@
+"""The domain agent's shell: load a domain's state, feed the pure processor, solve, publish.
+
+All decisions are made by :class:`services.domain.DomainProcessor` (pure); this module only
+moves bytes: table in, events out, and the solver call in another process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.types import TableT
+
+from allocator import AllocatorError, Plan
+from schemas import (
+    AllocationPlanned,
+    CapacityRequested,
+    DeadLetter,
+    DeadLetterHeader,
+    DeadLetterStage,
+    Event,
+    ScalingDecided,
+)
+from schemas.topics import capacity_requests_spec, dead_letter_spec, topic_for
+from schemas.wire import encode
+from services.config import Settings
+from services.domain import DomainProcessor, PlannerConfig
+from services.kafka import ensure_topics
+from services.metrics import (
+    CAPACITY_REQUESTS,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATE,
+    EVENTS_OUT,
+    FALLBACKS,
+    PLAN_GAP,
+    PLAN_SOLVE_SECONDS,
+    PLANNED_COST,
+    UNMET_DEMAND,
+)
+from services.worker.inbound import Inbound
+from services.worker.planner import Planner
+
+log = structlog.get_logger(__name__)
+
+
+def planner_config(settings: Settings) -> PlannerConfig:
+    """The pure core's configuration, from the service settings."""
+    return PlannerConfig(
+        period_minutes=settings.period_minutes,
+        horizon_periods=settings.horizon_periods,
+        allowed_lateness_minutes=settings.allowed_lateness_minutes,
+        min_replan_minutes=settings.min_replan_minutes,
+        max_staleness_minutes=settings.max_staleness_minutes,
+    )
+
+
+def dead_letter_for_event(
+    item: Inbound, stage: DeadLetterStage, error_class: str, reason: str
+) -> DeadLetter:
+    """A dead letter for an event refused after validation (late, forged): the event is kept
+    in its canonical wire form, with the coordinates it was read from."""
+    message = encode(item.event)
+    return DeadLetter(
+        id=f"dlq:{item.topic}:{item.partition}:{item.offset}",
+        source="urn:flexforce:dead-letter",
+        time=item.event.time,
+        domain=item.event.domain,
+        original_topic=item.topic,
+        partition=item.partition,
+        offset=item.offset,
+        original_key=item.event.key,
+        original_key_b64=base64.b64encode(message.key).decode(),
+        original_value_b64=base64.b64encode(message.value).decode(),
+        original_headers=[
+            DeadLetterHeader(key=name, value_b64=base64.b64encode(value).decode())
+            for name, value in message.headers
+        ],
+        stage=stage,
+        error_class=error_class,
+        reason=reason,
+    )
+
+
+class OutputSender:
+    """Publishes decision events through Faust's producer (transactional under exactly-once)."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+        self._topics: dict[str, faust.TopicT] = {}
+        self._provider_topics_ready: set[str] = set()
+
+    async def _topic(self, logical: str) -> faust.TopicT:
+        topic = self._topics.get(logical)
+        if topic is None:
+            topic = self._app.topic(self._settings.topic(logical), key_type=bytes, value_type=bytes)
+            self._topics[logical] = topic
+        return topic
+
+    async def send_all(self, events: Sequence[Event]) -> None:
+        """Send in order; per-provider request topics are created the first time."""
+        for event in events:
+            if isinstance(event, CapacityRequested):
+                await self._ensure_provider_topic(event.provider_id)
+            message = encode(event)
+            topic = await self._topic(topic_for(event))
+            await topic.send(key=message.key, value=message.value, headers=list(message.headers))
+        counts = Counter(type(event).event_type for event in events)
+        for event_type, count in counts.items():
+            EVENTS_OUT.labels(event_type).inc(count)
+
+    async def _ensure_provider_topic(self, provider_id: str) -> None:
+        if provider_id not in self._provider_topics_ready:
+            spec = capacity_requests_spec(provider_id)
+            await ensure_topics(self._settings, [spec, dead_letter_spec(spec)])
+            self._provider_topics_ready.add(provider_id)
+
+
+class DomainHandler:
+    """Feeds one domain's inbound batches to its processor and publishes what it decides."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        states: TableT[Any, Any],
+        plans: TableT[Any, Any],
+        sender: OutputSender,
+        planner: Planner,
+    ) -> None:
+        self._settings = settings
+        self._config = planner_config(settings)
+        self._states = states
+        self._plans = plans
+        self._sender = sender
+        self._planner = planner
+        self._processors: dict[str, DomainProcessor] = {}
+        self.handled = 0
+
+    def forget(self) -> None:
+        """Drop cached processors (after a rebalance the table is the source of truth)."""
+        self._processors.clear()
+
+    def _processor(self, domain: str) -> DomainProcessor:
+        processor = self._processors.get(domain)
+        if processor is None:
+            stored = self._states.get(domain)
+            state = None if stored is None else _loads(stored)
+            processor = DomainProcessor(domain, self._config, state)
+            self._processors[domain] = processor
+        return processor
+
+    async def handle(self, domain: str, items: list[Inbound]) -> None:
+        processor = self._processor(domain)
+        result = processor.ingest(items)
+        outputs: list[Event] = []
+        for item, stage, error_class, reason in result.refused:
+            outputs.append(dead_letter_for_event(item, stage, error_class, reason))
+            EVENTS_DEAD_LETTERED.labels(item.topic, stage.value, error_class).inc()
+        if result.duplicates:
+            EVENTS_DUPLICATE.labels(domain).inc(result.duplicates)
+        outputs.extend(result.log)
+        trigger = processor.due()
+        if trigger is not None:
+            outputs.extend(await self._plan(domain, processor, trigger))
+        await self._sender.send_all(outputs)
+        self._states[domain] = _dumps(processor.to_state())
+        self.handled += len(items)
+
+    async def _plan(self, domain: str, processor: DomainProcessor, trigger: Any) -> list[Event]:
+        started = time.perf_counter()
+        try:
+            problem = processor.problem()
+            plan: Plan = await self._planner.plan(problem)
+        except (AllocatorError, TimeoutError, OSError, RuntimeError) as exc:
+            FALLBACKS.labels(domain, type(exc).__name__).inc()
+            log.error("plan.failed", domain=domain, error=str(exc), error_class=type(exc).__name__)
+            return processor.apply_failure(f"{type(exc).__name__}: {exc}", trigger)
+        PLAN_SOLVE_SECONDS.labels(domain).observe(time.perf_counter() - started)
+        outputs = processor.apply_plan(plan, trigger)
+        for event in outputs:
+            if isinstance(event, AllocationPlanned):
+                self._plans[domain] = encode(event).value
+                PLAN_GAP.labels(domain).set(event.solver.gap or 0.0)
+                PLANNED_COST.labels(domain).set(event.cost.total)
+                UNMET_DEMAND.labels(domain).set(plan.unmet_fte_hours)
+                log.info(
+                    "plan.published",
+                    domain=domain,
+                    plan_id=event.plan_id,
+                    cost=event.cost.total,
+                    status=event.solver.status.value,
+                )
+            elif isinstance(event, CapacityRequested):
+                direction = "up" if event.target_fte > event.current_fte else "down"
+                CAPACITY_REQUESTS.labels(event.provider_id, direction).inc()
+            elif isinstance(event, ScalingDecided):
+                log.info(
+                    "decision",
+                    domain=domain,
+                    decision_id=event.decision_id,
+                    target=event.target_id,
+                    direction=event.direction.value,
+                    to_fte=event.to_fte,
+                )
+        return outputs
+
+
+def _dumps(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(raw)
+    return loaded

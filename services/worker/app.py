@@ -1,0 +1,111 @@
+"""The Faust app of a worker: topics, tables, the domain agent, the ingest stage and web views.
+
+A factory rather than a module-level app, because the settings (broker, prefix, profile, data
+directory, web port) differ between a deployment, the demo and each test's workers.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+import structlog
+from faust.types.auth import CredentialsT
+
+from services.config import SaslMechanism, SecurityProtocol, Settings
+from services.kafka import deployment_topics, ensure_topics
+from services.worker.agent import DomainHandler, OutputSender
+from services.worker.inbound import INTERNAL_TOPIC, decode_batch
+from services.worker.ingest import IngestStage
+from services.worker.planner import Planner
+from services.worker.views import register_views
+
+log = structlog.get_logger(__name__)
+
+
+def _store_url() -> str:
+    """RocksDB (via rocksdict) where it is installed; memory otherwise (state then rebuilds
+    from the changelog topics at every start, which is slower but loses nothing)."""
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return "memory://"
+    return "rocksdb://"
+
+
+def _credentials(settings: Settings) -> CredentialsT | ssl.SSLContext | None:
+    options = settings.client_options()
+    context: ssl.SSLContext | None = options.get("ssl_context")
+    if settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+        mechanism = settings.sasl_mechanism or SaslMechanism.PLAIN
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            ssl_context=context,
+            mechanism=mechanism.value,
+        )
+    return context
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build a worker's Faust app from settings (nothing connects until it starts)."""
+    app_id = settings.topic_prefix + settings.app_id
+    app = faust.App(
+        app_id,
+        broker=";".join(f"kafka://{host}" for host in settings.bootstrap_servers.split(",")),
+        broker_credentials=_credentials(settings),
+        store=_store_url(),
+        datadir=str(settings.data_dir),
+        processing_guarantee="exactly_once" if settings.exactly_once else "at_least_once",
+        # Seconds, not the 30–90 s defaults: a dead worker's domains move within ~10 s.
+        broker_session_timeout=6.0 if settings.embedded else 10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_max_poll_interval=300.0,
+        producer_acks=1 if settings.embedded else -1,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.internal_partitions,
+        topic_replication_factor=1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        logging_config=None,
+    )
+    inputs = app.topic(
+        settings.topic(INTERNAL_TOPIC),
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.internal_partitions,
+    )
+    states = app.Table("domain-state", default=None, partitions=settings.internal_partitions)
+    plans = app.Table("last-plan", default=None, partitions=settings.internal_partitions)
+    sender = OutputSender(app, settings)
+    planner = Planner(settings.planning_policy, settings.solver_time_limit_s)
+    handler = DomainHandler(settings, states, plans, sender, planner)
+    ingest = IngestStage(settings, group_id=f"{app_id}-ingest")
+
+    @app.agent(inputs)
+    async def domains(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            await handler.handle(event.key.decode(), decode_batch(event.value))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def run_ingest() -> None:
+        await ensure_topics(settings, deployment_topics())
+        await ingest.run()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_cached_domains(app: faust.App, revoked: Any, **_: Any) -> None:
+        handler.forget()  # the table is the truth; a domain that comes back reloads from it
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_ingest(app: faust.App, **_: Any) -> None:
+        ingest.stop()
+        planner.close()
+
+    register_views(app, plans=plans, ingest=ingest, handler=handler)
+    return app

@@ -1,0 +1,61 @@
+"""Web views for SREs and integrations: liveness, readiness, the current plan, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TableT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.metrics import REGISTRY
+from services.worker.agent import DomainHandler
+from services.worker.ingest import IngestStage
+
+
+def register_views(
+    app: faust.App, *, plans: TableT[Any, Any], ingest: IngestStage, handler: DomainHandler
+) -> None:
+    """Attach ``/health``, ``/ready``, ``/plan/{domain}`` and ``/metrics`` to the app."""
+
+    @app.page("/health")
+    async def health(web: Any, request: Request) -> Response:
+        """Liveness: the process and its event loop answer."""
+        response: Response = web.json({"status": "ok"})
+        return response
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Request) -> Response:
+        """Readiness: ingest consuming, the app running, table recovery finished."""
+        recovery = getattr(app.tables, "recovery", None)
+        recovered = bool(recovery is not None and recovery.completed.is_set())
+        checks = {
+            "ingest": ingest.ready.is_set(),
+            "app_running": app.started,
+            "tables_recovered": recovered,
+            "rebalancing": app.rebalancing,
+        }
+        ok = checks["ingest"] and checks["app_running"] and recovered and not app.rebalancing
+        return web.json(
+            {"ready": ok, **checks, "events_handled": handler.handled}, status=200 if ok else 503
+        )
+
+    @app.page("/plan/{domain}")
+    class PlanView(View):
+        """The domain's current plan (``AllocationPlanned`` data), from whichever worker owns it."""
+
+        @app.table_route(table=plans, match_info="domain")  # type: ignore[arg-type]
+        async def get(self, request: Request, domain: str) -> Response:
+            stored = plans.get(domain)
+            response: Response
+            if stored is None:
+                response = self.json({"error": f"no plan for domain {domain!r} yet"}, status=404)
+            else:
+                response = self.bytes(stored, content_type="application/json")
+            return response
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Request) -> Response:
+        response: Response = web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        return response
