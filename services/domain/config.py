@@ -1,0 +1,139 @@
+"""Planner configuration: every threshold the functional core uses, in one validated object.
+
+Why a frozen dataclass and not settings: the core is pure, so configuration arrives as a value
+(the shell builds it from ``services.config.Settings``); freezing it means one processor can
+never see its rules change half-way through a stream, which replay determinism relies on.
+All durations are *event-time* durations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from allocator import Policy
+from allocator.forecast import DEFAULT_METHOD, METHODS
+
+#: Monday 2000-01-03 00:00 UTC: interval indices count from here, so index % day and
+#: index % week are the time-of-day and hour-of-week slots the forecasters learn.
+DEFAULT_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerConfig:
+    """How one domain is planned (see ``services/domain/__init__.py`` for the semantics)."""
+
+    period_minutes: int = 60
+    """Planning period length; ``as_of`` is rounded up to a multiple of it from ``origin``."""
+    horizon_periods: int = 168
+    """Periods in the rolling horizon (168 hourly periods = one week)."""
+    allowed_lateness_minutes: int = 60
+    """An interval closes when the watermark reaches its end + this; later events are late."""
+    dedupe_window_minutes: int | None = None
+    """How long event ids are remembered (event time); None = max(2 × lateness, 24 h)."""
+    min_replan_minutes: int = 30
+    """Debounce: at most one plan per this much event time, except for urgent triggers."""
+    max_staleness_minutes: int = 360
+    """Re-plan when the last plan is this old (event time), even without another trigger."""
+    replan_on_interval_close: bool = True
+    """Treat every interval close as a (debounced) trigger; off = forecast change only."""
+    forecast_change_threshold: float = 0.10
+    """Relative change of a queue's forecast vs the last plan that triggers a re-plan."""
+    forecast_check_periods: int = 24
+    """Periods ahead compared for the forecast-change trigger."""
+    forecast_method: str = DEFAULT_METHOD
+    origin: datetime = DEFAULT_ORIGIN
+    """Origin of interval indices and period rounding; should be a Monday midnight."""
+    aht_alpha: float = 0.2
+    """Weight of the newest interval in the smoothed mean handle time."""
+    backlog_periods: int = 1
+    """Backlog at the last closed interval is spread over this many first periods."""
+    project_resolve_hours: float = 40.0
+    """Resolve-within SLA given to projects (informational for the allocator)."""
+    cap_hours: float = 168.0
+    """How long a partial/rejected/timed-out provider line stays capped (event time)."""
+    respond_window_hours: float = 24.0
+    """``respond_by`` = min(effective_at, as_of + this)."""
+    request_window_periods: int = 24
+    """Changes whose latest request period is within this many periods are requested now;
+    later ones stay in the plan and are requested by a later plan."""
+    report_solver_times: bool = True
+    """Put solve/build seconds in plans; off makes outputs byte-identical on replay."""
+    currency: str = "EUR"
+    source: str = "urn:flexforce:planner"
+    policy: Policy = field(default_factory=Policy)
+
+    def __post_init__(self) -> None:
+        positive = {
+            "period_minutes": self.period_minutes,
+            "horizon_periods": self.horizon_periods,
+            "forecast_check_periods": self.forecast_check_periods,
+            "backlog_periods": self.backlog_periods,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"PlannerConfig.{name} must be >= 1, got {value}")
+        if 1440 % self.period_minutes and self.period_minutes % 1440:
+            raise ValueError("period_minutes must divide a day or be a multiple of a day")
+        for name in ("allowed_lateness_minutes", "min_replan_minutes", "request_window_periods"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PlannerConfig.{name} must be >= 0")
+        if self.max_staleness_minutes < 1:
+            raise ValueError("PlannerConfig.max_staleness_minutes must be >= 1")
+        if self.dedupe_window_minutes is not None and self.dedupe_window_minutes < 1:
+            raise ValueError("PlannerConfig.dedupe_window_minutes must be >= 1")
+        if not self.forecast_change_threshold > 0:
+            raise ValueError("PlannerConfig.forecast_change_threshold must be > 0")
+        if self.forecast_method not in METHODS:
+            raise ValueError(f"unknown forecast_method {self.forecast_method!r}: {METHODS}")
+        if self.origin.tzinfo is None:
+            raise ValueError("PlannerConfig.origin must be timezone-aware")
+        if not 0 < self.aht_alpha <= 1:
+            raise ValueError("PlannerConfig.aht_alpha must be in (0, 1]")
+        for name in ("cap_hours", "respond_window_hours", "project_resolve_hours"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PlannerConfig.{name} must be > 0")
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(minutes=self.period_minutes)
+
+    @property
+    def lateness(self) -> timedelta:
+        return timedelta(minutes=self.allowed_lateness_minutes)
+
+    @property
+    def dedupe_window(self) -> timedelta:
+        if self.dedupe_window_minutes is not None:
+            return timedelta(minutes=self.dedupe_window_minutes)
+        return max(2 * self.lateness, timedelta(hours=24))
+
+    @property
+    def min_replan(self) -> timedelta:
+        return timedelta(minutes=self.min_replan_minutes)
+
+    @property
+    def max_staleness(self) -> timedelta:
+        return timedelta(minutes=self.max_staleness_minutes)
+
+    @property
+    def cap_duration(self) -> timedelta:
+        return timedelta(hours=self.cap_hours)
+
+    @property
+    def respond_window(self) -> timedelta:
+        return timedelta(hours=self.respond_window_hours)
+
+    @property
+    def horizon(self) -> timedelta:
+        return self.period * self.horizon_periods
+
+    def as_of(self, watermark: datetime) -> datetime:
+        """The watermark rounded up to the next period boundary (counted from ``origin``).
+
+        A watermark exactly on a boundary stays there: that period has not started yet in
+        event time, so it is the first one the plan can still change.
+        """
+        step = self.period
+        periods = -((self.origin - watermark) // step)  # ceil division on timedeltas
+        return self.origin + periods * step

@@ -1,0 +1,261 @@
+"""Demand: event-time interval windows per queue, lateness, interval close, forecasts, AHT,
+backlog, and project work spread over the horizon.
+
+Rules (event time only):
+
+* an observation upserts its (queue, interval): the newest event time wins;
+* an interval **closes** when the domain watermark reaches ``interval_end + allowed_lateness``;
+  closed intervals are fed, in order, to the queue's forecaster (intervals never observed
+  between two closed ones are zero arrivals — the forecaster fills them);
+* an observation is **late** when its interval has closed (by that rule, or because a later
+  interval of the queue already closed) and is refused with the watermark and lateness named;
+* AHT is an exponentially smoothed mean of the observed mean handle times (the queue's default
+  until one is seen); the backlog is the one reported for the last closed interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from allocator.forecast import (
+    Forecaster,
+    forecaster_from_state,
+    interval_index,
+    intervals_per_day,
+    make_forecaster,
+)
+from schemas import ProjectDemandChanged, TicketVolumeObserved
+from services.domain.config import PlannerConfig
+from services.domain.ids import iso, parse_time
+
+
+class LateEvent(ValueError):
+    """The observation's interval is already closed; ``reason`` says by how much."""
+
+
+class IntervalMismatch(ValueError):
+    """The queue already reports in intervals of another length."""
+
+
+@dataclass(slots=True)
+class Observation:
+    arrivals: int
+    backlog: int
+    aht_s: float | None
+    time: datetime
+    event_id: str
+
+    def newer_than(self, other: Observation) -> bool:
+        return (self.time, self.event_id) > (other.time, other.event_id)
+
+
+@dataclass(slots=True)
+class QueueDemand:
+    """One queue's open windows, forecaster and smoothed statistics."""
+
+    interval_minutes: int
+    forecaster: Forecaster
+    open: dict[int, Observation] = field(default_factory=dict)
+    last_closed: int | None = None
+    aht_s: float | None = None
+    backlog: int = 0
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(minutes=self.interval_minutes)
+
+
+@dataclass(slots=True)
+class DemandBook:
+    """All queues of a domain. ``next_close`` lets the per-event path skip close scans."""
+
+    queues: dict[str, QueueDemand] = field(default_factory=dict)
+    next_close: datetime | None = None
+
+    # ---- ingest ----------------------------------------------------------------------------
+
+    def observe(
+        self, event: TicketVolumeObserved, watermark: datetime | None, cfg: PlannerConfig
+    ) -> None:
+        """Upsert one observation; raises :class:`LateEvent` or :class:`IntervalMismatch`."""
+        end = event.interval_end
+        if watermark is not None and end + cfg.lateness <= watermark:
+            raise LateEvent(
+                f"interval {iso(event.interval_start)}..{iso(end)} of queue {event.queue_id} "
+                f"closed at {iso(end + cfg.lateness)} (end + allowed lateness "
+                f"{cfg.allowed_lateness_minutes} min); domain watermark is {iso(watermark)}"
+            )
+        queue = self.queues.get(event.queue_id)
+        if queue is None:
+            per_day = intervals_per_day(event.interval_minutes * 60)
+            queue = QueueDemand(
+                event.interval_minutes, make_forecaster(per_day, cfg.forecast_method)
+            )
+            self.queues[event.queue_id] = queue
+        elif queue.interval_minutes != event.interval_minutes:
+            raise IntervalMismatch(
+                f"queue {event.queue_id} reports {queue.interval_minutes}-minute intervals; "
+                f"got a {event.interval_minutes}-minute one"
+            )
+        index = interval_index(event.interval_start, cfg.origin, event.interval_minutes * 60)
+        if queue.last_closed is not None and index <= queue.last_closed:
+            raise LateEvent(
+                f"interval {iso(event.interval_start)} of queue {event.queue_id} is before the "
+                f"last closed interval of the queue (allowed lateness "
+                f"{cfg.allowed_lateness_minutes} min, watermark "
+                f"{iso(watermark) if watermark else 'none'})"
+            )
+        obs = Observation(
+            event.arrivals, event.backlog, event.mean_handle_time_s, event.time, event.id
+        )
+        current = queue.open.get(index)
+        if current is None or obs.newer_than(current):
+            queue.open[index] = obs
+        close_at = end + cfg.lateness
+        if self.next_close is None or close_at < self.next_close:
+            self.next_close = close_at
+
+    def close(self, watermark: datetime, cfg: PlannerConfig) -> list[str]:
+        """Close every interval whose end + lateness <= watermark; the queues that closed one."""
+        if self.next_close is None or watermark < self.next_close:
+            return []
+        closed: list[str] = []
+        next_close: datetime | None = None
+        for queue_id in sorted(self.queues):
+            queue = self.queues[queue_id]
+            if not queue.open:
+                continue
+            seconds = queue.interval_minutes * 60
+            did = False
+            for index in sorted(queue.open):
+                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + cfg.lateness
+                if close_at > watermark:
+                    if next_close is None or close_at < next_close:
+                        next_close = close_at
+                    break
+                self._close_one(queue, index, queue.open.pop(index), cfg)
+                did = True
+            if did:
+                closed.append(queue_id)
+        self.next_close = next_close
+        return closed
+
+    @staticmethod
+    def _close_one(queue: QueueDemand, index: int, obs: Observation, cfg: PlannerConfig) -> None:
+        queue.forecaster.update(index, float(obs.arrivals))
+        queue.last_closed = index
+        queue.backlog = obs.backlog
+        if obs.aht_s is not None:
+            if queue.aht_s is None:
+                queue.aht_s = obs.aht_s
+            else:
+                queue.aht_s += cfg.aht_alpha * (obs.aht_s - queue.aht_s)
+
+    # ---- planning inputs -------------------------------------------------------------------
+
+    def arrivals(
+        self,
+        queue_id: str,
+        as_of: datetime,
+        cfg: PlannerConfig,
+        periods: int | None = None,
+        *,
+        with_backlog: bool = True,
+    ) -> list[float]:
+        """Forecast arrivals per planning period from ``as_of`` (+ backlog, see the rule).
+
+        Intervals are mapped to periods by overlap (arrivals uniform within an interval), so any
+        interval length works with any period length. The backlog at the last closed interval
+        is added evenly over the first ``backlog_periods`` periods: those tickets are open work
+        on top of new arrivals.
+        """
+        n = cfg.horizon_periods if periods is None else periods
+        queue = self.queues.get(queue_id)
+        if queue is None or queue.last_closed is None:
+            return [0.0] * n
+        size = queue.interval_minutes
+        start = _minutes(as_of - cfg.origin)
+        end = start + n * cfg.period_minutes
+        first = max(start // size, queue.last_closed + 1)
+        last = -(-end // size)
+        values = queue.forecaster.forecast(first, max(0, last - first))
+        edges = np.arange(first, last + 1, dtype=np.float64) * size
+        cumulative = np.concatenate(([0.0], np.cumsum(values)))
+        bounds = start + np.arange(n + 1, dtype=np.float64) * cfg.period_minutes
+        out = np.maximum(np.diff(np.interp(bounds, edges, cumulative)), 0.0)
+        if with_backlog and queue.backlog > 0:
+            k = min(cfg.backlog_periods, n)
+            out[:k] += queue.backlog / k
+        return [float(v) for v in out]
+
+    def aht_s(self, queue_id: str, default: float) -> float:
+        queue = self.queues.get(queue_id)
+        return default if queue is None or queue.aht_s is None else queue.aht_s
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "next_close": None if self.next_close is None else iso(self.next_close),
+            "queues": {
+                qid: {
+                    "interval_minutes": q.interval_minutes,
+                    "forecaster": q.forecaster.to_state(),
+                    "open": [
+                        [i, o.arrivals, o.backlog, o.aht_s, iso(o.time), o.event_id]
+                        for i, o in sorted(q.open.items())
+                    ],
+                    "last_closed": q.last_closed,
+                    "aht_s": q.aht_s,
+                    "backlog": q.backlog,
+                }
+                for qid, q in sorted(self.queues.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DemandBook:
+        book = cls(
+            next_close=None if data["next_close"] is None else parse_time(data["next_close"])
+        )
+        for qid, raw in data["queues"].items():
+            book.queues[qid] = QueueDemand(
+                interval_minutes=int(raw["interval_minutes"]),
+                forecaster=forecaster_from_state(raw["forecaster"]),
+                open={
+                    int(i): Observation(
+                        int(a), int(b), None if h is None else float(h), parse_time(t), str(e)
+                    )
+                    for i, a, b, h, t, e in raw["open"]
+                },
+                last_closed=None if raw["last_closed"] is None else int(raw["last_closed"]),
+                aht_s=None if raw["aht_s"] is None else float(raw["aht_s"]),
+                backlog=int(raw["backlog"]),
+            )
+        return book
+
+
+def _minutes(delta: timedelta) -> int:
+    return int(delta.total_seconds()) // 60
+
+
+def project_hours(
+    project: ProjectDemandChanged, as_of: datetime, cfg: PlannerConfig
+) -> list[float]:
+    """Work hours per period: ``hours_per_week`` spread evenly over every hour from the start
+    day's midnight to the end of the (inclusive) end day, in UTC, cut to the horizon."""
+    begin = datetime(project.start.year, project.start.month, project.start.day, tzinfo=UTC)
+    finish = datetime(project.end.year, project.end.month, project.end.day, tzinfo=UTC)
+    finish += timedelta(days=1)
+    per_hour = project.hours_per_week / 168.0
+    out: list[float] = []
+    for t in range(cfg.horizon_periods):
+        lo = max(begin, as_of + t * cfg.period)
+        hi = min(finish, as_of + (t + 1) * cfg.period)
+        hours = max(0.0, (hi - lo).total_seconds() / 3600.0)
+        out.append(per_hour * hours)
+    return out

@@ -1,0 +1,265 @@
+"""Domain state → :class:`allocator.AllocationProblem` for one ``as_of``.
+
+Rules worth knowing:
+
+* **Streams**: active queues (resolve-within queues as work hours = arrivals × AHT) and
+  approved projects that have work inside the horizon. A project whose id collides with a queue
+  id becomes ``project:<id>``. A stream whose skill no team and no provider offers is left out
+  with a note (one bad queue must not stop a domain's plan).
+* **Teams**: rostered FTE per period from the roster version in force at each period start
+  (future roster changes inside the horizon count); skills, cost, region and clearances from
+  the version in force at the first period that has one.
+* **Providers**: the contract in force at ``as_of``. A provider without one but still holding
+  capacity is kept as *suspended* with its last contract, so the plan releases that capacity.
+* **Levels**: committed = the level in force at ``as_of``; accepted future changes and
+  outstanding requests are pending changes (period = first period starting at or after their
+  effective time). The allocator plans in whole blocks up to ``max_fte``, so levels are rounded
+  *down* to blocks for planning (a provider that confirmed 12 FTE of 5-FTE blocks is planned
+  as 10): never plan on capacity that is not there.
+* **Caps** (partial, rejected, timed out): see :func:`apply_caps`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from allocator import (
+    AllocationProblem,
+    Demand,
+    InvalidInput,
+    PendingChange,
+    PlanningRequest,
+    Provider,
+    ProviderLevel,
+    Team,
+    WorkStream,
+)
+from services.domain.catalogue import project_stream, provider_of, queue_stream, team_of
+from services.domain.config import PlannerConfig
+from services.domain.demand import project_hours
+from services.domain.state import DomainState
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltProblem:
+    problem: AllocationProblem
+    notes: tuple[str, ...]
+
+
+def floor_block(value: float, block: float) -> float:
+    return math.floor(value / block + 1e-9) * block
+
+
+def project_stream_id(project_id: str, queue_ids: Mapping[str, object]) -> str:
+    return f"project:{project_id}" if project_id in queue_ids else project_id
+
+
+def apply_caps(
+    provider: Provider,
+    caps: Mapping[str, float],
+    baselines: Mapping[str, tuple[float, ...]],
+    horizon_hours: float,
+) -> tuple[Provider, list[str]]:
+    """Enforce line caps with what the allocator's contract can express.
+
+    The allocator bounds a provider's *total* FTE, not one line, so: a line capped at 0 (with
+    nothing committed or pending) is removed from the contract — or, if it was the only line,
+    the provider is marked suspended so it takes no work; when every remaining line is capped,
+    ``max_fte`` becomes the sum of the caps; when capped lines sit next to uncapped ones, no
+    line of that provider may increase in this plan (ramp-up lead time beyond the horizon) —
+    stricter than needed, never looser. A cap never goes below what is committed or pending.
+    """
+    notes: list[str] = []
+    contract = provider.contract
+    effective = {s: max(c, max(baselines.get(s, (0.0,)))) for s, c in caps.items()}
+    zero = {s for s, c in effective.items() if c <= _EPS and s in contract.skills}
+    rates = tuple(r for r in contract.rates if r.skill not in zero)
+    if not rates:
+        notes.append(f"provider {provider.id} capped at 0 FTE on every line: takes no work")
+        return replace(provider, status="suspended"), notes
+    if zero:
+        notes.append(f"provider {provider.id} capped at 0 FTE for {', '.join(sorted(zero))}")
+    rest = {s: c for s, c in effective.items() if s not in zero and s in contract.skills}
+    if not rest:
+        return replace(provider, contract=replace(contract, rates=rates)), notes
+    skills = {r.skill for r in rates}
+    if set(rest) == skills:
+        top = floor_block(min(contract.max_fte, sum(rest.values())), contract.block_fte)
+        if top < contract.block_fte:
+            notes.append(f"provider {provider.id} capped below one block: takes no work")
+            return replace(provider, status="suspended"), notes
+        notes.append(f"provider {provider.id} capped at {top:g} FTE in total")
+        new = replace(contract, rates=rates, max_fte=top, min_fte=min(contract.min_fte, top))
+        return replace(provider, contract=new), notes
+    notes.append(
+        f"provider {provider.id} capped on {', '.join(sorted(rest))}: no increase on any of its "
+        "lines in this plan (the allocator has no per-line maximum)"
+    )
+    lead = max(contract.ramp_up_hours, horizon_hours + 1.0)
+    return replace(provider, contract=replace(contract, rates=rates, ramp_up_hours=lead)), notes
+
+
+def _teams(state: DomainState, request: PlanningRequest) -> list[Team]:
+    out: list[Team] = []
+    for team_id in sorted(state.catalogue.teams):
+        series: list[float] = []
+        first = None
+        for t in range(request.horizon_periods):
+            roster = state.catalogue.roster_at(team_id, request.period_start(t))
+            series.append(0.0 if roster is None else roster.fte)
+            if first is None and roster is not None:
+                first = roster
+        if first is None:
+            continue
+        fte = (series[0],) if len(set(series)) == 1 else tuple(series)
+        out.append(team_of(first, fte))
+    return out
+
+
+def _levels(
+    state: DomainState, request: PlanningRequest, providers: dict[str, Provider], notes: list[str]
+) -> dict[tuple[str, str], ProviderLevel]:
+    out: dict[tuple[str, str], ProviderLevel] = {}
+    as_of = request.as_of
+    for (pid, skill), line in sorted(state.providers.lines.items()):
+        level = line.committed
+        pending: dict[int, float] = {}
+        for change in line.changes:
+            if change.effective_at <= as_of:
+                level = change.fte
+            else:
+                period = request.period_of(change.effective_at)
+                if period < request.horizon_periods:
+                    pending[period] = change.fte
+        if level <= _EPS and all(v <= _EPS for v in pending.values()):
+            continue
+        provider = providers.get(pid)
+        if provider is None or skill not in provider.contract.skills:
+            notes.append(
+                f"{pid}/{skill} holds {level:g} FTE but no contract in force offers that line; "
+                "left out of the plan"
+            )
+            continue
+        block = provider.contract.block_fte
+        top = floor_block(provider.contract.max_fte, block)
+
+        def plan_level(value: float, top: float = top, block: float = block) -> float:
+            return floor_block(min(value, top), block)
+
+        out[(pid, skill)] = ProviderLevel(
+            pid,
+            skill,
+            plan_level(level),
+            tuple(PendingChange(p, plan_level(v)) for p, v in sorted(pending.items())),
+        )
+    return out
+
+
+def _providers(state: DomainState, as_of: datetime, notes: list[str]) -> dict[str, Provider]:
+    holding = {
+        pid
+        for (pid, _), line in state.providers.lines.items()
+        if line.committed > _EPS or any(c.fte > _EPS for c in line.changes)
+    }
+    out: dict[str, Provider] = {}
+    for pid in sorted(set(state.catalogue.contracts) | holding):
+        contract = state.catalogue.contract_at(pid, as_of)
+        if contract is not None:
+            out[pid] = provider_of(contract)
+        elif pid in holding and (last := state.catalogue.last_contract(pid)) is not None:
+            notes.append(
+                f"provider {pid} has no contract in force at {as_of.isoformat()}: "
+                "its capacity is released"
+            )
+            out[pid] = replace(provider_of(last), status="suspended")
+    return out
+
+
+def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> BuiltProblem:
+    """The allocation problem at ``as_of`` and notes on what was left out or constrained.
+
+    Raises :class:`allocator.InvalidInput` when there is nothing to plan (no active queue or
+    approved project whose skill some team or provider offers).
+    """
+    request = PlanningRequest(as_of, cfg.period_minutes, cfg.horizon_periods)
+    notes: list[str] = []
+    catalogue = state.catalogue
+
+    streams: list[WorkStream] = []
+    demand: list[Demand] = []
+    for queue in catalogue.active_queues():
+        stream = queue_stream(queue)
+        arrivals = state.demand.arrivals(queue.queue_id, as_of, cfg)
+        aht = state.demand.aht_s(queue.queue_id, queue.default_handle_time_s)
+        streams.append(stream)
+        if stream.kind == "queue":
+            demand.append(Demand(stream.id, arrivals=tuple(arrivals), aht_s=(aht,)))
+        else:
+            hours = tuple(a * aht / 3600.0 for a in arrivals)
+            demand.append(Demand(stream.id, work_hours=hours))
+    for project in catalogue.approved_projects():
+        work = project_hours(project, as_of, cfg)
+        if sum(work) <= _EPS:
+            continue
+        sid = project_stream_id(project.project_id, catalogue.queues)
+        streams.append(project_stream(project, sid, cfg.project_resolve_hours))
+        demand.append(Demand(sid, work_hours=tuple(work)))
+
+    teams = _teams(state, request)
+    providers = _providers(state, as_of, notes)
+    levels = _levels(state, request, providers, notes)
+
+    horizon_hours = cfg.horizon_periods * cfg.period_minutes / 60.0
+    by_provider: dict[str, dict[str, float]] = {}
+    for (pid, skill), cap in sorted(state.providers.caps.items()):
+        by_provider.setdefault(pid, {})[skill] = cap.level
+    for pid, caps in by_provider.items():
+        if pid not in providers:
+            continue
+        baselines = {
+            s: levels[(pid, s)].baseline(cfg.horizon_periods)
+            for s in providers[pid].contract.skills
+            if (pid, s) in levels
+        }
+        providers[pid], cap_notes = apply_caps(providers[pid], caps, baselines, horizon_hours)
+        notes.extend(cap_notes)
+
+    for pid, provider in list(providers.items()):
+        lines = [lv.baseline(cfg.horizon_periods) for (p, _), lv in levels.items() if p == pid]
+        if lines:
+            peak = max(sum(v) for v in zip(*lines, strict=True))
+            if peak > provider.contract.max_fte + _EPS:
+                notes.append(
+                    f"provider {pid} holds {peak:g} FTE above its max_fte "
+                    f"{provider.contract.max_fte:g}; planned at the held level"
+                )
+                contract = replace(provider.contract, max_fte=peak)
+                providers[pid] = replace(provider, contract=contract)
+
+    offered = {s for team in teams for s in team.skills}
+    offered |= {s for p in providers.values() for s in p.contract.skills}
+    kept = [s for s in streams if s.skill in offered]
+    for s in streams:
+        if s.skill not in offered:
+            notes.append(f"stream {s.id}: skill {s.skill} is offered by no team or provider")
+    if not kept:
+        raise InvalidInput(
+            f"domain {state.domain}: nothing to plan yet (needs an active queue or approved "
+            "project whose skill a team roster or provider contract offers)"
+        )
+    ids = {s.id for s in kept}
+    problem = AllocationProblem(
+        request=request,
+        streams=tuple(kept),
+        teams=tuple(teams),
+        providers=tuple(providers.values()),
+        demand=tuple(d for d in demand if d.stream_id in ids),
+        policy=cfg.policy,
+        levels=tuple(lv for (pid, _), lv in levels.items() if pid in providers),
+    )
+    return BuiltProblem(problem, tuple(notes))

@@ -1,0 +1,75 @@
+"""The whole state of one planning domain, and its versioned JSON form.
+
+Why one explicit state object: the Faust shell keeps it in a changelog-backed table, so after a
+crash or a rebalance another worker rebuilds the processor from ``to_json()`` and must continue
+*identically* — every piece the core reads (watermark, dedupe ids, catalogue, windows,
+forecasters, provider lines, triggers, the running input digest) lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from services.domain.catalogue import Catalogue
+from services.domain.dedupe import Deduper
+from services.domain.demand import DemandBook
+from services.domain.ids import iso, parse_time
+from services.domain.responses import ProviderBook
+from services.domain.triggers import TriggerBook
+
+STATE_VERSION: Final = 1
+"""Bumped when the layout changes; :meth:`DomainState.from_json` refuses other versions."""
+
+
+class StateVersionError(ValueError):
+    """The stored state was written by an incompatible version of the core."""
+
+
+@dataclass(slots=True)
+class DomainState:
+    domain: str
+    watermark: datetime | None = None
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    digest: str = ""
+    applied: int = 0
+    dedupe: Deduper = field(default_factory=Deduper)
+    catalogue: Catalogue = field(default_factory=Catalogue)
+    demand: DemandBook = field(default_factory=DemandBook)
+    providers: ProviderBook = field(default_factory=ProviderBook)
+    triggers: TriggerBook = field(default_factory=TriggerBook)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "domain": self.domain,
+            "watermark": None if self.watermark is None else iso(self.watermark),
+            "offsets": [[t, p, o] for (t, p), o in sorted(self.offsets.items())],
+            "digest": self.digest,
+            "applied": self.applied,
+            "dedupe": self.dedupe.to_json(),
+            "catalogue": self.catalogue.to_json(),
+            "demand": self.demand.to_json(),
+            "providers": self.providers.to_json(),
+            "triggers": self.triggers.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DomainState:
+        if data.get("version") != STATE_VERSION:
+            raise StateVersionError(
+                f"domain state version {data.get('version')!r}, this core reads {STATE_VERSION}"
+            )
+        return cls(
+            domain=str(data["domain"]),
+            watermark=None if data["watermark"] is None else parse_time(data["watermark"]),
+            offsets={(str(t), int(p)): int(o) for t, p, o in data["offsets"]},
+            digest=str(data["digest"]),
+            applied=int(data["applied"]),
+            dedupe=Deduper.from_json(data["dedupe"]),
+            catalogue=Catalogue.from_json(data["catalogue"]),
+            demand=DemandBook.from_json(data["demand"]),
+            providers=ProviderBook.from_json(data["providers"]),
+            triggers=TriggerBook.from_json(data["triggers"]),
+        )
