@@ -43,7 +43,7 @@ Semantics in one place (details in each module's docstring):
 """
 
 from services.domain.config import PlannerConfig
-from services.domain.processor import DomainProcessor, Inbound, Refusal, StepResult
+from services.domain.processor import DomainProcessor, Inbound, InboundLike, Refusal, StepResult
 from services.domain.state import STATE_VERSION, StateVersionError
 from services.domain.triggers import Trigger, TriggerKind
 
@@ -51,6 +51,7 @@ __all__ = [
     "STATE_VERSION",
     "DomainProcessor",
     "Inbound",
+    "InboundLike",
     "PlannerConfig",
     "Refusal",
     "StateVersionError",

@@ -207,7 +207,11 @@ def _reason_text(change: CapacityChange, requested: bool, trigger: Trigger) -> s
 def decision_events(
     plan: Plan, trigger: Trigger, state: DomainState, cfg: PlannerConfig
 ) -> PlanOutput:
-    """``ScalingDecided`` for every new change, ``CapacityRequested`` for those due now."""
+    """``ScalingDecided`` for every new change, ``CapacityRequested`` for those due now.
+
+    Each request is recorded as outstanding in ``state`` as it is made, so a later step of the
+    same line in the same plan reports the right ``current_fte``.
+    """
     events: list[AllocationLogged | AllocationPlanned | ScalingDecided | CapacityRequested] = []
     requests: list[Request] = []
     for change in plan.changes:
@@ -261,19 +265,20 @@ def decision_events(
                 note=text(f"decision {decision_id}; trigger {trigger.kind.value}"),
             )
         )
-        requests.append(
-            Request(
-                request_id=request_id,
-                provider_id=change.provider_id,
-                skill=change.skill,
-                plan_id=trigger.plan_id,
-                current_fte=current,
-                target_fte=change.to_fte,
-                effective_at=eff,
-                respond_by=respond_by,
-                sent_at=trigger.at,
-            )
+        request = Request(
+            request_id=request_id,
+            provider_id=change.provider_id,
+            skill=change.skill,
+            plan_id=trigger.plan_id,
+            current_fte=current,
+            target_fte=change.to_fte,
+            effective_at=eff,
+            respond_by=respond_by,
+            sent_at=trigger.at,
         )
+        # recorded at once, so the next change of the same line sees it as its current level
+        state.providers.record_request(request)
+        requests.append(request)
     return PlanOutput(events, requests)
 
 

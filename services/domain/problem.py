@@ -61,44 +61,40 @@ def project_stream_id(project_id: str, queue_ids: Mapping[str, object]) -> str:
 
 def apply_caps(
     provider: Provider,
-    caps: Mapping[str, float],
+    capped: set[str],
     baselines: Mapping[str, tuple[float, ...]],
     horizon_hours: float,
 ) -> tuple[Provider, list[str]]:
     """Enforce line caps with what the allocator's contract can express.
 
-    The allocator bounds a provider's *total* FTE, not one line, so: a line capped at 0 (with
-    nothing committed or pending) is removed from the contract — or, if it was the only line,
-    the provider is marked suspended so it takes no work; when every remaining line is capped,
-    ``max_fte`` becomes the sum of the caps; when capped lines sit next to uncapped ones, no
-    line of that provider may increase in this plan (ramp-up lead time beyond the horizon) —
-    stricter than needed, never looser. A cap never goes below what is committed or pending.
+    A cap (after a partial confirmation, a rejection or a timeout) is the line's level at that
+    moment: the confirmed level, or the level the rejected request would have changed. So a
+    capped line may not rise above what is committed or still pending. The allocator bounds a
+    provider's *total* FTE, not one line, so:
+
+    * a capped line with nothing committed or pending is removed from the contract (exact);
+      if no line is left, the provider is marked suspended so it takes no work;
+    * otherwise the provider's ramp-up lead time is set beyond the horizon: no line of it may
+      rise above its committed + pending level in this plan, while releases (after notice) stay
+      possible. Exact when every remaining line is capped; stricter than needed for uncapped
+      lines of the same provider — never looser.
     """
     notes: list[str] = []
     contract = provider.contract
-    effective = {s: max(c, max(baselines.get(s, (0.0,)))) for s, c in caps.items()}
-    zero = {s for s, c in effective.items() if c <= _EPS and s in contract.skills}
-    rates = tuple(r for r in contract.rates if r.skill not in zero)
+    empty = {s for s in capped if s in contract.skills and max(baselines.get(s, (0.0,))) <= _EPS}
+    rates = tuple(r for r in contract.rates if r.skill not in empty)
     if not rates:
         notes.append(f"provider {provider.id} capped at 0 FTE on every line: takes no work")
         return replace(provider, status="suspended"), notes
-    if zero:
-        notes.append(f"provider {provider.id} capped at 0 FTE for {', '.join(sorted(zero))}")
-    rest = {s: c for s, c in effective.items() if s not in zero and s in contract.skills}
-    if not rest:
+    if empty:
+        notes.append(f"provider {provider.id} capped at 0 FTE for {', '.join(sorted(empty))}")
+    held = sorted(s for s in capped if s in contract.skills and s not in empty)
+    if not held:
         return replace(provider, contract=replace(contract, rates=rates)), notes
-    skills = {r.skill for r in rates}
-    if set(rest) == skills:
-        top = floor_block(min(contract.max_fte, sum(rest.values())), contract.block_fte)
-        if top < contract.block_fte:
-            notes.append(f"provider {provider.id} capped below one block: takes no work")
-            return replace(provider, status="suspended"), notes
-        notes.append(f"provider {provider.id} capped at {top:g} FTE in total")
-        new = replace(contract, rates=rates, max_fte=top, min_fte=min(contract.min_fte, top))
-        return replace(provider, contract=new), notes
+    uncapped = sorted({r.skill for r in rates} - set(held))
     notes.append(
-        f"provider {provider.id} capped on {', '.join(sorted(rest))}: no increase on any of its "
-        "lines in this plan (the allocator has no per-line maximum)"
+        f"provider {provider.id} capped at its committed + pending level for {', '.join(held)}"
+        + (f" (increases of {', '.join(uncapped)} blocked too)" if uncapped else "")
     )
     lead = max(contract.ramp_up_hours, horizon_hours + 1.0)
     return replace(provider, contract=replace(contract, rates=rates, ramp_up_hours=lead)), notes
@@ -215,10 +211,10 @@ def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> Bu
     levels = _levels(state, request, providers, notes)
 
     horizon_hours = cfg.horizon_periods * cfg.period_minutes / 60.0
-    by_provider: dict[str, dict[str, float]] = {}
-    for (pid, skill), cap in sorted(state.providers.caps.items()):
-        by_provider.setdefault(pid, {})[skill] = cap.level
-    for pid, caps in by_provider.items():
+    by_provider: dict[str, set[str]] = {}
+    for pid, skill in sorted(state.providers.caps):
+        by_provider.setdefault(pid, set()).add(skill)
+    for pid, caps in sorted(by_provider.items()):
         if pid not in providers:
             continue
         baselines = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from allocator import AllocationProblem, AllocatorError, Plan
 from allocator.policies import AllocationPolicy
@@ -56,13 +56,30 @@ class Inbound(NamedTuple):
     offset: int
 
 
-Refusal = tuple[Inbound, DeadLetterStage, str, str]
+class InboundLike(Protocol):
+    """Anything shaped like :class:`Inbound` (the shell's own hand-over tuple works too)."""
+
+    @property
+    def event(self) -> Event: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+In = TypeVar("In", bound=InboundLike)
+
+Refusal = tuple[In, DeadLetterStage, str, str]
 """(input, stage, error class, reason): the shell turns it into a dead letter."""
 
 
 @dataclass(slots=True)
-class StepResult:
-    refused: list[Refusal] = field(default_factory=list)
+class StepResult(Generic[In]):
+    """What one ``ingest`` call did. ``refused`` holds the caller's own input objects."""
+
+    refused: list[Refusal[In]] = field(default_factory=list)
     duplicates: int = 0
     applied: int = 0
     log: list[AllocationLogged] = field(default_factory=list)
@@ -91,9 +108,9 @@ class DomainProcessor:
 
     # ---- ingest ----------------------------------------------------------------------------
 
-    def ingest(self, items: Sequence[Inbound]) -> StepResult:
+    def ingest(self, items: Sequence[In]) -> StepResult[In]:
         """Apply validated events in order (see :mod:`services.domain` for every rule)."""
-        result = StepResult()
+        result: StepResult[In] = StepResult()
         st = self.state
         for item in items:
             key = (item.topic, item.partition)
@@ -127,7 +144,7 @@ class DomainProcessor:
             st.dedupe.prune(st.watermark, self.config.dedupe_window)
         return result
 
-    def _apply(self, item: Inbound, result: StepResult) -> Refusal | None:
+    def _apply(self, item: In, result: StepResult[In]) -> Refusal[In] | None:
         event = item.event
         st, cfg = self.state, self.config
         if isinstance(event, TicketVolumeObserved):
@@ -160,8 +177,8 @@ class DomainProcessor:
         return None
 
     def _respond(
-        self, item: Inbound, event: CapacityResponded, result: StepResult
-    ) -> Refusal | None:
+        self, item: In, event: CapacityResponded, result: StepResult[In]
+    ) -> Refusal[In] | None:
         st, cfg = self.state, self.config
         try:
             outcome = st.providers.respond(event)
@@ -191,7 +208,7 @@ class DomainProcessor:
         self._outcome(outcome, event.time, event.id, result)
         return None
 
-    def _outcome(self, outcome: Outcome, at: datetime, key: str, result: StepResult) -> None:
+    def _outcome(self, outcome: Outcome, at: datetime, key: str, result: StepResult[Any]) -> None:
         st = self.state
         kind = (
             TriggerKind.REQUEST_TIMEOUT
@@ -220,7 +237,7 @@ class DomainProcessor:
             )
         )
 
-    def _advance(self, result: StepResult) -> None:
+    def _advance(self, result: StepResult[Any]) -> None:
         """Event time moved: close intervals, time out requests, commit what is in force."""
         st, cfg = self.state, self.config
         watermark = st.watermark
@@ -303,8 +320,6 @@ class DomainProcessor:
             notes = ()
         planned = planned_event(plan, trigger, st, cfg, notes)
         output = decision_events(plan, trigger, st, cfg)
-        for request in output.requests:
-            st.providers.record_request(request)
         decided = sum(isinstance(e, ScalingDecided) for e in output.events)
         summary = log_event(
             st,
