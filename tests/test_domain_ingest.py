@@ -6,6 +6,7 @@ No planning policy involved: these pin down what the state looks like after even
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,7 +30,9 @@ from tests.test_domain_support import (
 )
 
 
-def ingest(proc: DomainProcessor, events: list[Event]) -> list[tuple[DeadLetterStage, str, str]]:
+def ingest(
+    proc: DomainProcessor, events: Sequence[Event]
+) -> list[tuple[DeadLetterStage, str, str]]:
     step = proc.ingest([Inbound(e, type(e).topic, 0, i) for i, e in enumerate(events)])
     return [(stage, cls, reason) for _, stage, cls, reason in step.refused]
 
@@ -98,7 +101,7 @@ def test_aht_is_smoothed_and_backlog_adds_to_the_first_period() -> None:
     assert proc.state.demand.aht_s("sd", 300) == pytest.approx(300.0)
     problem = proc.problem()
     (demand,) = problem.demand
-    assert demand.aht_s == (pytest.approx(300.0),)
+    assert demand.aht_s is not None and demand.aht_s[0] == pytest.approx(300.0)
     assert demand.arrivals is not None
     without = proc.state.demand.arrivals(
         "sd", problem.request.as_of, proc.config, with_backlog=False

@@ -7,6 +7,7 @@ policy for speed and the optimiser where the choice of provider matters.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from allocator import SolverOptions
 from allocator.policies import OptimiserPolicy
@@ -40,7 +41,7 @@ NOTICE_H = 12.0
 def spiked(**contract_kw: float) -> Driver:
     """A day of quiet demand, then a spike; two providers, the cheap one at 25/h."""
     d = Driver.new()
-    terms = {"lead_h": LEAD_H, "notice_h": NOTICE_H} | contract_kw
+    terms: dict[str, Any] = {"lead_h": LEAD_H, "notice_h": NOTICE_H} | contract_kw
     d.feed([queue(), team(), contract("cheap", 25.0, **terms), contract("pricey", 35.0, **terms)])
     d.feed_each(hours(0, 24, 10))
     assert requests(d.outputs) == [], "quiet demand is covered by the team"
@@ -73,7 +74,7 @@ def test_spike_requests_the_cheapest_eligible_provider_no_earlier_than_its_lead_
 
 def test_the_optimiser_also_picks_the_cheapest_provider() -> None:
     d = Driver.new(policy=OptimiserPolicy(SolverOptions(time_limit_s=10, compute_marginals=False)))
-    terms = {"lead_h": LEAD_H, "notice_h": NOTICE_H}
+    terms: dict[str, Any] = {"lead_h": LEAD_H, "notice_h": NOTICE_H}
     d.feed([queue(), team(), contract("cheap", 25.0, **terms), contract("pricey", 35.0, **terms)])
     d.feed_each(hours(0, 24, 10))
     d.feed_each(hours(24, 27, 200))
@@ -135,7 +136,7 @@ def test_accepted_capacity_is_committed_from_its_effective_time_and_scaled_down_
 
 def test_a_restricted_queue_never_goes_to_an_uncertified_or_out_of_region_provider() -> None:
     d = Driver.new()
-    terms = {"lead_h": LEAD_H, "notice_h": NOTICE_H}
+    terms: dict[str, Any] = {"lead_h": LEAD_H, "notice_h": NOTICE_H}
     d.feed(
         [
             queue("secure", restricted=True, certifications=["iso27001"]),

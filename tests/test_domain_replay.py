@@ -8,7 +8,8 @@ JSON state at any point continues exactly as the original would have.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,12 +29,12 @@ from tests.test_domain_support import (
     team,
 )
 
-Script = list[list[Event]]
+Script = list[Sequence[Event]]
 
 
 def scenario_batches() -> Script:
     """Catalogue, a quiet day, a spike, then the demand falling (batches as the shell sees)."""
-    terms = {"lead_h": 6.0, "notice_h": 12.0}
+    terms: dict[str, Any] = {"lead_h": 6.0, "notice_h": 12.0}
     batches: Script = [[queue(), team(), contract("cheap", 25.0, **terms)]]
     batches.append([contract("pricey", 35.0, **terms)])
     batches += [hours(h, h + 2, 10) for h in range(0, 24, 2)]

@@ -219,7 +219,7 @@ class Driver:
     policy: AllocationPolicy = field(default_factory=GreedyPolicy)
     offset: int = 0
     outputs: list[Event] = field(default_factory=list)
-    steps: list[StepResult] = field(default_factory=list)
+    steps: list[StepResult[Inbound]] = field(default_factory=list)
 
     @classmethod
     def new(cls, cfg: PlannerConfig | None = None, **kw: Any) -> Driver:
@@ -273,5 +273,5 @@ def logs(events: Iterable[Event], kind: str | None = None) -> list[AllocationLog
     return [e for e in found if kind is None or e.kind == kind]
 
 
-def hours(start: int, stop: int, arrivals: int, **kw: Any) -> list[TicketVolumeObserved]:
+def hours(start: int, stop: int, arrivals: int, **kw: Any) -> list[Event]:
     return [volume(h, arrivals, **kw) for h in range(start, stop)]
