@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# A real, single-node Apache Kafka (KRaft, broker+controller in one JVM) on 127.0.0.1,
+# for tests, CI and local development. No Docker, no system install: the broker jars
+# come from Maven Central through `mvn` (deploy/kafka/pom.xml) and are cached outside
+# the repo, so only the first run pays for the download.
+#
+#   local-kafka.sh start               start (or reuse a running) broker; last stdout line
+#                                      is the bootstrap address 127.0.0.1:PORT
+#   local-kafka.sh stop [--keep-data]  SIGTERM, SIGKILL after a grace period; removes the
+#                                      state dir unless --keep-data
+#   local-kafka.sh restart             stop --keep-data + start: same port, same data
+#                                      (for "broker restarts under a running worker" tests)
+#   local-kafka.sh status              "running ..." (exit 0) or "not running" (exit 3)
+#   local-kafka.sh bootstrap           print 127.0.0.1:PORT (exit 1 if not running)
+#   local-kafka.sh fetch               only fetch the jars into the cache
+#
+# Environment:
+#   FLEXFORCE_KAFKA_DIR      state dir (config, data, broker.log, pid, bootstrap)
+#                            default /tmp/flexforce-kafka
+#   FLEXFORCE_CACHE          jar cache root, default ~/.cache/flexforce
+#                            (jars in $FLEXFORCE_CACHE/kafka-<version>/libs)
+#   FLEXFORCE_KAFKA_VERSION  Kafka version, default 4.4.0 (see pom.xml for why)
+#   FLEXFORCE_KAFKA_PORT     fixed client port (default: a free one)
+#   FLEXFORCE_KAFKA_HEAP     JVM max heap, default 512m
+#   FLEXFORCE_KAFKA_AUTO_CREATE  auto.create.topics.enable, default false: our services
+#                            declare their topics, and a missing declaration should fail
+#                            in tests, not be papered over. Note Faust only declares its
+#                            *internal* topics (changelogs, repartition, internal=True);
+#                            source/sink topics must be created by the service.
+#   FLEXFORCE_KAFKA_START_TIMEOUT  seconds to wait for the broker to answer, default 60
+#   FLEXFORCE_PYTHON         python for the readiness probe (stdlib only), default the
+#                            repo's .venv python, else python3
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+KAFKA_VERSION="${FLEXFORCE_KAFKA_VERSION:-4.4.0}"
+CACHE_ROOT="${FLEXFORCE_CACHE:-$HOME/.cache/flexforce}"
+LIBS="$CACHE_ROOT/kafka-$KAFKA_VERSION/libs"
+STATE="${FLEXFORCE_KAFKA_DIR:-/tmp/flexforce-kafka}"
+HEAP="${FLEXFORCE_KAFKA_HEAP:-512m}"
+START_TIMEOUT="${FLEXFORCE_KAFKA_START_TIMEOUT:-60}"
+STOP_TIMEOUT=30
+MARKER=".flexforce-local-kafka"   # only a dir carrying this is ever rm -rf'ed
+
+if [[ -n "${FLEXFORCE_PYTHON:-}" ]]; then
+  PY="$FLEXFORCE_PYTHON"
+elif [[ -x "$REPO/.venv/bin/python" ]]; then
+  PY="$REPO/.venv/bin/python"
+else
+  PY="python3"
+fi
+# -I: isolated, so services/ is not put on sys.path (services/kafka.py etc. can't shadow).
+HELPER=("$PY" -I "$REPO/services/brokers.py")
+
+say() { echo "local-kafka: $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+# --------------------------------------------------------------------------- jars
+
+fetch_jars() {
+  if [[ -f "$LIBS/.complete" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
+  command -v java >/dev/null || die "java not found (Kafka 4.x needs Java 17+)"
+  say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS (first run only)"
+  mkdir -p "$(dirname "$LIBS")"
+  local tmp
+  tmp="$(mktemp -d "$(dirname "$LIBS")/libs.tmp.XXXXXX")"
+  if ! mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+    rm -rf "$tmp"
+    die "mvn could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
+  fi
+  [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { rm -rf "$tmp"; die "kafka jar missing after mvn"; }
+  chmod 755 "$tmp"
+  touch "$tmp/.complete"
+  # Atomic publish: a concurrent or interrupted fetch never leaves a half-filled cache.
+  rm -rf "$LIBS"
+  mv "$tmp" "$LIBS" 2>/dev/null || rm -rf "$tmp"  # lost a race: the other copy is complete
+}
+
+# Modest heap: the machine has 2 cores and other things (tests, Faust) run beside it.
+JAVA=(java -Xms128m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$HERE/log4j2.properties" -cp "$LIBS/*")
+# The storage format is a one-second JVM: C1 only and serial GC start it ~30% faster.
+FORMAT_JAVA=(java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
+  "-Dlog4j2.configurationFile=$HERE/log4j2.properties" -cp "$LIBS/*")
+
+# --------------------------------------------------------------------------- process
+
+pid_of_broker() {
+  # Prints the pid if the broker of THIS state dir runs. Checks the command line, so a
+  # recycled pid that now belongs to another process is never signalled.
+  local pid
+  [[ -f "$STATE/broker.pid" ]] || return 1
+  pid="$(cat "$STATE/broker.pid")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $STATE/server.properties" \
+    || return 1
+  echo "$pid"
+}
+
+bootstrap_addr() { cat "$STATE/bootstrap"; }
+
+write_config() {
+  local port="$1" cport="$2"
+  local auto_create="${FLEXFORCE_KAFKA_AUTO_CREATE:-false}"
+  cat >"$STATE/server.properties" <<EOF
+# Generated by deploy/kafka/local-kafka.sh - single node, loopback only, for tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$STATE/data
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=$auto_create
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+delete.topic.enable=true
+EOF
+  echo "$port" >"$STATE/port"
+  echo "$cport" >"$STATE/controller.port"
+}
+
+launch() {
+  # setsid: the broker gets its own session, so a Ctrl-C or a killed test runner's process
+  # group doesn't take it down half-way; it is stopped explicitly by `stop`.
+  local port="$1" t0 t1
+  : >"$STATE/broker.log"
+  rm -f "$STATE/broker.pid"
+  t0="$(date +%s%N)"
+  setsid nohup bash -c 'echo $$ >"$0/broker.pid"; exec "$@"' "$STATE" \
+    "${JAVA[@]}" kafka.Kafka "$STATE/server.properties" >>"$STATE/broker.log" 2>&1 </dev/null 9>&- &
+  local waited=0
+  while [[ ! -s "$STATE/broker.pid" ]] && ((waited < 50)); do sleep 0.1; waited=$((waited + 1)); done
+  local pid
+  pid="$(cat "$STATE/broker.pid" 2>/dev/null || true)"
+  [[ -n "$pid" ]] || die "broker process did not start; see $STATE/broker.log"
+
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until "${HELPER[@]}" probe "127.0.0.1:$port" --timeout 2 >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      say "broker exited during startup; tail of $STATE/broker.log:"
+      tail -n 40 "$STATE/broker.log" >&2 || true
+      exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      say "broker did not answer on 127.0.0.1:$port within ${START_TIMEOUT}s; tail of $STATE/broker.log:"
+      tail -n 40 "$STATE/broker.log" >&2 || true
+      kill -KILL "$pid" 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+  t1="$(date +%s%N)"
+  echo "127.0.0.1:$port" >"$STATE/bootstrap"
+  say "Apache Kafka $KAFKA_VERSION up on 127.0.0.1:$port (pid $pid, $(((t1 - t0) / 1000000)) ms, state $STATE)"
+}
+
+port_in_use() {
+  ! "$PY" -I -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' \
+    "$1" 2>/dev/null
+}
+
+# --------------------------------------------------------------------------- commands
+
+cmd_start() {
+  fetch_jars
+  mkdir -p "$STATE"
+  exec 9>"$STATE.lock"
+  # Two sessions starting the same state dir: one starts, the other reuses. (launch closes
+  # fd 9 for the JVM, or the broker would hold this lock for as long as it runs.)
+  flock 9
+  local pid
+  if pid="$(pid_of_broker)"; then
+    say "already running (pid $pid)"
+    bootstrap_addr
+    return 0
+  fi
+  local port cport
+  if [[ -f "$STATE/$MARKER" && -f "$STATE/server.properties" && -f "$STATE/data/meta.properties" ]]; then
+    # Data kept by `stop --keep-data`: come back on the same ports with the same log.
+    port="$(cat "$STATE/port")"
+    cport="$(cat "$STATE/controller.port")"
+    for p in "$port" "$cport"; do
+      port_in_use "$p" && die "port $p (kept from the previous run) is taken by another process"
+    done
+    say "restarting on kept data in $STATE"
+  else
+    if [[ -n "$(ls -A "$STATE" 2>/dev/null)" && ! -f "$STATE/$MARKER" ]]; then
+      die "$STATE is not empty and not ours; set FLEXFORCE_KAFKA_DIR to an empty dir"
+    fi
+    rm -rf "${STATE:?}"/*
+    touch "$STATE/$MARKER"
+    if [[ -n "${FLEXFORCE_KAFKA_PORT:-}" ]]; then
+      port="$FLEXFORCE_KAFKA_PORT"
+      cport="$("${HELPER[@]}" free-port)"
+    else
+      read -r port cport <<<"$("${HELPER[@]}" free-port 2)"
+    fi
+    write_config "$port" "$cport"
+    local cluster_id
+    cluster_id="$("${HELPER[@]}" cluster-id)"
+    "${FORMAT_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" \
+      -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 \
+      || { cat "$STATE/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  launch "$port"
+  bootstrap_addr
+}
+
+cmd_stop() {
+  local keep=0
+  [[ "${1:-}" == "--keep-data" ]] && keep=1
+  local pid
+  if pid="$(pid_of_broker)"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null && ((waited < STOP_TIMEOUT * 10)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "broker (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    say "stopped (pid $pid)"
+  else
+    say "not running"
+  fi
+  rm -f "$STATE/broker.pid" "$STATE/bootstrap"
+  if ((keep == 0)) && [[ -f "$STATE/$MARKER" ]]; then
+    rm -rf "$STATE" "$STATE.lock"
+  fi
+}
+
+cmd_status() {
+  local pid
+  if pid="$(pid_of_broker)"; then
+    echo "running: Apache Kafka on $(bootstrap_addr) (pid $pid, state $STATE)"
+  else
+    echo "not running (state $STATE)"
+    return 3
+  fi
+}
+
+cmd_bootstrap() {
+  pid_of_broker >/dev/null || die "not running (state $STATE)"
+  bootstrap_addr
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop "${2:-}" ;;
+  restart)
+    cmd_stop --keep-data
+    cmd_start
+    ;;
+  status) cmd_status ;;
+  bootstrap) cmd_bootstrap ;;
+  fetch) fetch_jars && echo "$LIBS" ;;
+  *)
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
