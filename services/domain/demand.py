@@ -83,10 +83,11 @@ class DemandBook:
     ) -> None:
         """Upsert one observation; raises :class:`LateEvent` or :class:`IntervalMismatch`."""
         end = event.interval_end
-        if watermark is not None and end + cfg.lateness <= watermark:
+        lateness = cfg.lateness
+        if watermark is not None and end + lateness <= watermark:
             raise LateEvent(
                 f"interval {iso(event.interval_start)}..{iso(end)} of queue {event.queue_id} "
-                f"closed at {iso(end + cfg.lateness)} (end + allowed lateness "
+                f"closed at {iso(end + lateness)} (end + allowed lateness "
                 f"{cfg.allowed_lateness_minutes} min); domain watermark is {iso(watermark)}"
             )
         queue = self.queues.get(event.queue_id)
@@ -115,7 +116,7 @@ class DemandBook:
         current = queue.open.get(index)
         if current is None or obs.newer_than(current):
             queue.open[index] = obs
-        close_at = end + cfg.lateness
+        close_at = end + lateness
         if self.next_close is None or close_at < self.next_close:
             self.next_close = close_at
 
@@ -125,6 +126,7 @@ class DemandBook:
             return []
         closed: list[str] = []
         next_close: datetime | None = None
+        lateness = cfg.lateness
         for queue_id in sorted(self.queues):
             queue = self.queues[queue_id]
             if not queue.open:
@@ -132,7 +134,7 @@ class DemandBook:
             seconds = queue.interval_minutes * 60
             did = False
             for index in sorted(queue.open):
-                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + cfg.lateness
+                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + lateness
                 if close_at > watermark:
                     if next_close is None or close_at < next_close:
                         next_close = close_at

@@ -103,6 +103,7 @@ class DomainProcessor:
         self.domain = domain
         self.config = config
         self.state = DomainState(domain) if state is None else DomainState.from_json(state)
+        self._reforecast: set[str] = set()
         if self.state.domain != domain:
             raise ValueError(f"state is for domain {self.state.domain!r}, not {domain!r}")
 
@@ -141,8 +142,28 @@ class DomainProcessor:
                 st.watermark = event.time
                 self._advance(result)
         if st.watermark is not None:
+            self._check_forecasts(st.watermark)
             st.dedupe.prune(st.watermark, self.config.dedupe_window)
         return result
+
+    def _check_forecasts(self, watermark: datetime) -> None:
+        """Forecast-change trigger, once per batch for the queues that closed intervals.
+
+        Once per batch, not per close: a forecast over the check window costs far more than
+        absorbing an interval, and the trigger is only read by ``due()`` after the batch.
+        """
+        st, cfg = self.state, self.config
+        queues, self._reforecast = sorted(self._reforecast), set()
+        if TriggerKind.FORECAST_CHANGED in st.triggers.marks:
+            return
+        as_of = cfg.as_of(watermark)
+        for queue_id in queues:
+            if queue_id not in st.catalogue.queues:
+                continue
+            values = st.demand.arrivals(queue_id, as_of, cfg, cfg.forecast_check_periods)
+            if st.triggers.forecast_moved(queue_id, as_of, values, cfg):
+                st.triggers.mark(TriggerKind.FORECAST_CHANGED, watermark)
+                return
 
     def _apply(self, item: In, result: StepResult[In]) -> Refusal[In] | None:
         event = item.event
@@ -245,15 +266,9 @@ class DomainProcessor:
         closed = st.demand.close(watermark, cfg)
         if closed:
             result.intervals_closed += len(closed)
+            self._reforecast.update(closed)
             if cfg.replan_on_interval_close:
                 st.triggers.mark(TriggerKind.INTERVAL_CLOSED, watermark)
-            as_of = cfg.as_of(watermark)
-            for queue_id in closed:
-                if queue_id not in st.catalogue.queues:
-                    continue
-                values = st.demand.arrivals(queue_id, as_of, cfg, cfg.forecast_check_periods)
-                if st.triggers.forecast_moved(queue_id, as_of, values, cfg):
-                    st.triggers.mark(TriggerKind.FORECAST_CHANGED, watermark)
         for outcome in st.providers.advance(watermark, cfg):
             self._outcome(
                 outcome, outcome.request.respond_by, outcome.request.request_id + "|timeout", result
