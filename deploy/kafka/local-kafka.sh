@@ -172,7 +172,9 @@ launch() {
 }
 
 port_in_use() {
-  ! "$PY" -I -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' \
+  # SO_REUSEADDR like the JVM's listener: connections of the previous run lingering in
+  # TIME_WAIT don't count, only another process listening there does.
+  ! "$PY" -I -c 'import socket as S, sys; s = S.socket(); s.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' \
     "$1" 2>/dev/null
 }
 
