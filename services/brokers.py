@@ -292,6 +292,7 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
+        """``port=None`` (or 0) picks a free loopback port; ``log_path`` keeps Tansu's output."""
         self._requested_port = port
         self._host = host
         self._binary = os.fspath(binary) if binary is not None else None
@@ -299,6 +300,7 @@ class EmbeddedBroker:
         self._startup_timeout = startup_timeout
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._owns_log = False
 
     # -- state
 
@@ -323,7 +325,8 @@ class EmbeddedBroker:
 
     @property
     def log_path(self) -> Path | None:
-        """Where Tansu's own output goes (shown on a failed start)."""
+        """Where Tansu's own output goes (shown on a failed start). Unless given, a temp
+        file that stop() deletes."""
         return self._log_path
 
     # -- lifecycle
@@ -339,11 +342,15 @@ class EmbeddedBroker:
         binary = self._binary or _resolve_tansu()
         port = self._requested_port or free_port(self._host)
         url = f"tcp://{self._host}:{port}"
-        if self._log_path is None:
-            self._log_path = Path(tempfile.gettempdir()) / f"flexforce-tansu-{port}.log"
+        if self._log_path is None or self._owns_log:
+            # Our own temp log: removed again by stop(), so /tmp doesn't fill with them.
+            fd, name = tempfile.mkstemp(prefix=f"flexforce-tansu-{port}-", suffix=".log")
+            os.close(fd)
+            self._log_path, self._owns_log = Path(name), True
         # The Tansu CLI also reads LISTENER_URL, STORAGE_ENGINE, OTEL_* ... from the
         # environment; drop OTEL so it never tries to export telemetry off the machine.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env["NO_COLOR"] = "1"  # plain log text, readable in error messages and files
         command = [
             binary,
             "broker",
@@ -370,10 +377,11 @@ class EmbeddedBroker:
                 self._host, port, self._startup_timeout, alive=lambda: process.poll() is None
             )
         except OSError as exc:
+            tail = _log_tail(self._log_path)
             self.stop()
             raise RuntimeError(
                 f"embedded Tansu broker did not start on {url}: {exc}\n"
-                f"--- {self._log_path} (tail) ---\n{_log_tail(self._log_path)}"
+                f"--- Tansu output (tail) ---\n{tail}"
             ) from exc
         log.warning("%s Listening on %s (pid %s).", MEMORY_ONLY_WARNING, self.bootstrap, self.pid)
         return self.bootstrap
@@ -381,14 +389,15 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Idempotent."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._owns_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
 
     def wait(self) -> int:
         """Block until the broker process exits (``serve_forever`` for a CLI); return its code.

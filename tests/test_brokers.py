@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -230,8 +231,11 @@ async def test_embedded_broker_keeps_nothing_across_a_restart(
             await producer.send_and_wait("survivor", b"lost")
         finally:
             await producer.stop()
+        log_path = broker.log_path
+        assert log_path is not None and log_path.exists()
     assert MEMORY_ONLY_WARNING in caplog.text
     assert not broker.running
+    assert not log_path.exists()  # its temp log goes with it
 
     with EmbeddedBroker(port=port) as broker:
         assert broker.bootstrap == f"127.0.0.1:{port}"
@@ -241,6 +245,19 @@ async def test_embedded_broker_keeps_nothing_across_a_restart(
             assert "survivor" not in await admin.list_topics()
         finally:
             await admin.close()
+
+
+@pytest.mark.embedded
+def test_embedded_broker_on_a_taken_port_fails_with_tansu_output() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        broker = EmbeddedBroker(port=port, startup_timeout=20)
+        with pytest.raises(RuntimeError, match="did not start") as failure:
+            broker.start()
+    assert "Tansu output" in str(failure.value)
+    assert not broker.running
 
 
 def test_probe_fails_fast_where_no_broker_listens() -> None:

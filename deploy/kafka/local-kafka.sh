@@ -69,16 +69,24 @@ fetch_jars() {
   local tmp
   tmp="$(mktemp -d "$(dirname "$LIBS")/libs.tmp.XXXXXX")"
   if ! mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
-    rm -rf "$tmp"
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+      >"$tmp.mvn.log" 2>&1; then
+    cat "$tmp.mvn.log" >&2
+    rm -rf "$tmp" "$tmp.mvn.log"
     die "mvn could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
   fi
+  rm -f "$tmp.mvn.log"
   [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { rm -rf "$tmp"; die "kafka jar missing after mvn"; }
   chmod 755 "$tmp"
   touch "$tmp/.complete"
-  # Atomic publish: a concurrent or interrupted fetch never leaves a half-filled cache.
-  rm -rf "$LIBS"
-  mv "$tmp" "$LIBS" 2>/dev/null || rm -rf "$tmp"  # lost a race: the other copy is complete
+  # Publish with a rename: an interrupted fetch never leaves a half-filled cache, and if a
+  # concurrent fetch finished first, its (complete) copy stays and ours is dropped.
+  if [[ -f "$LIBS/.complete" ]]; then
+    rm -rf "$tmp"
+  else
+    rm -rf "$LIBS"
+    mv -T "$tmp" "$LIBS" 2>/dev/null || rm -rf "$tmp"
+  fi
 }
 
 # Modest heap: the machine has 2 cores and other things (tests, Faust) run beside it.
@@ -143,6 +151,7 @@ launch() {
   : >"$STATE/broker.log"
   rm -f "$STATE/broker.pid"
   t0="$(date +%s%N)"
+  # shellcheck disable=SC2016  # $$/$0/$@ are meant for the inner bash
   setsid nohup bash -c 'echo $$ >"$0/broker.pid"; exec "$@"' "$STATE" \
     "${JAVA[@]}" kafka.Kafka "$STATE/server.properties" >>"$STATE/broker.log" 2>&1 </dev/null 9>&- &
   local waited=0
