@@ -7,8 +7,9 @@
   pytest sessions on one machine never share, or stop, each other's broker. The first run
   on a machine fetches the jars with Maven (~15 s); later runs start in ~5 s.
 * ``local_kafka`` (session): the same broker plus its state dir, for tests that restart it
-  (:func:`services.brokers.restart_local_kafka`); ``state_dir`` is ``None`` with an
-  external ``$KAFKA_BOOTSTRAP``, where such tests should skip.
+  (:func:`services.brokers.restart_local_kafka`). With ``$KAFKA_BOOTSTRAP`` it is that
+  broker, and ``state_dir`` is ``$FLEXFORCE_KAFKA_DIR`` when the script runs it there
+  (CI), else ``None``: then tests that restart the broker should skip.
 * ``embedded_bootstrap`` (session): an embedded, memory-only Tansu broker
   (:class:`services.brokers.EmbeddedBroker`) for tests marked ``embedded``; mind the gaps
   listed in :mod:`services.brokers` (no idempotence/transactions, slow group joins).
@@ -28,7 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from services.brokers import EmbeddedBroker, start_local_kafka, stop_local_kafka
+from services.brokers import (
+    EmbeddedBroker,
+    local_kafka_bootstrap,
+    start_local_kafka,
+    stop_local_kafka,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,11 @@ class LocalKafka:
 def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     external = os.environ.get("KAFKA_BOOTSTRAP", "").strip()
     if external:
-        yield LocalKafka(external, None)
+        # If that broker is the script's (as in .ci/run, which exports FLEXFORCE_KAFKA_DIR),
+        # tests may restart it through the script; it is never stopped here.
+        script_dir = os.environ.get("FLEXFORCE_KAFKA_DIR")
+        managed = script_dir and local_kafka_bootstrap(Path(script_dir)) == external
+        yield LocalKafka(external, Path(script_dir) if managed and script_dir else None)
         return
     state_dir = tmp_path_factory.mktemp("kafka")
     bootstrap = start_local_kafka(state_dir)
