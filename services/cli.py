@@ -278,7 +278,7 @@ def worker(
     """Run a worker: ingest, forecast, plan and publish decisions (Ctrl-C stops cleanly)."""
     from faust.worker import Worker
 
-    from services.worker.app import create_app
+    from services.worker.app import create_app, ensure_worker_topics
 
     settings = _settings(bootstrap, prefix, profile)
     overrides: dict[str, Any] = {}
@@ -288,6 +288,7 @@ def worker(
         overrides["web_port"] = web_port
     if overrides:
         settings = settings.model_copy(update=overrides)
+    asyncio.run(ensure_worker_topics(settings))
     faust_app = create_app(settings)
     Worker(
         faust_app, loglevel=log_level, quiet=True, redirect_stdouts=False

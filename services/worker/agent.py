@@ -17,7 +17,7 @@ import faust
 import structlog
 from faust.types import TableT
 
-from allocator import AllocatorError, Plan
+from allocator import Plan
 from schemas import (
     AllocationPlanned,
     CapacityRequested,
@@ -57,6 +57,7 @@ def planner_config(settings: Settings) -> PlannerConfig:
         allowed_lateness_minutes=settings.allowed_lateness_minutes,
         min_replan_minutes=settings.min_replan_minutes,
         max_staleness_minutes=settings.max_staleness_minutes,
+        source=settings.source,
     )
 
 
@@ -149,13 +150,27 @@ class DomainHandler:
     def _processor(self, domain: str) -> DomainProcessor:
         processor = self._processors.get(domain)
         if processor is None:
-            stored = self._states.get(domain)
+            stored = self._states.get(domain.encode())
             state = None if stored is None else _loads(stored)
             processor = DomainProcessor(domain, self._config, state)
             self._processors[domain] = processor
         return processor
 
     async def handle(self, domain: str, items: list[Inbound]) -> None:
+        """Process one inbound batch; never raises (a crashed agent would stall the domain)."""
+        try:
+            await self._handle(domain, items)
+        except Exception as exc:  # a bug must not lose input: dead-letter it with the reason
+            log.exception("domain.batch_failed", domain=domain, items=len(items))
+            self.forget()
+            reason = f"processing failed: {type(exc).__name__}: {exc}"
+            letters = [
+                dead_letter_for_event(item, DeadLetterStage.PROCESS, type(exc).__name__, reason)
+                for item in items
+            ]
+            await self._sender.send_all(letters)
+
+    async def _handle(self, domain: str, items: list[Inbound]) -> None:
         processor = self._processor(domain)
         result = processor.ingest(items)
         outputs: list[Event] = []
@@ -169,7 +184,7 @@ class DomainHandler:
         if trigger is not None:
             outputs.extend(await self._plan(domain, processor, trigger))
         await self._sender.send_all(outputs)
-        self._states[domain] = _dumps(processor.to_state())
+        self._states[domain.encode()] = _dumps(processor.to_state())
         self.handled += len(items)
 
     async def _plan(self, domain: str, processor: DomainProcessor, trigger: Any) -> list[Event]:
@@ -177,7 +192,7 @@ class DomainHandler:
         try:
             problem = processor.problem()
             plan: Plan = await self._planner.plan(problem)
-        except (AllocatorError, TimeoutError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # solver, pool or data trouble: hold capacity, say why
             FALLBACKS.labels(domain, type(exc).__name__).inc()
             log.error("plan.failed", domain=domain, error=str(exc), error_class=type(exc).__name__)
             return processor.apply_failure(f"{type(exc).__name__}: {exc}", trigger)
@@ -185,7 +200,7 @@ class DomainHandler:
         outputs = processor.apply_plan(plan, trigger)
         for event in outputs:
             if isinstance(event, AllocationPlanned):
-                self._plans[domain] = encode(event).value
+                self._plans[domain.encode()] = encode(event).value
                 PLAN_GAP.labels(domain).set(event.solver.gap or 0.0)
                 PLANNED_COST.labels(domain).set(event.cost.total)
                 UNMET_DEMAND.labels(domain).set(plan.unmet_fte_hours)

@@ -13,6 +13,8 @@ import faust
 import structlog
 from faust.types.auth import CredentialsT
 
+from schemas import Event
+from schemas.topics import TopicSpec
 from services.config import SaslMechanism, SecurityProtocol, Settings
 from services.kafka import deployment_topics, ensure_topics
 from services.worker.agent import DomainHandler, OutputSender
@@ -48,6 +50,22 @@ def _credentials(settings: Settings) -> CredentialsT | ssl.SSLContext | None:
     return context
 
 
+async def ensure_worker_topics(settings: Settings) -> None:
+    """Create the contract's topics and the internal hand-over topic before the app starts
+    (Faust declares only its own changelogs; the broker must not auto-create ours with
+    other partition counts)."""
+    internal = TopicSpec(
+        INTERNAL_TOPIC,
+        Event,
+        "domain",
+        "Validated input events, batched per planning domain.",
+        partitions=settings.internal_partitions,
+        max_event_bytes=4 * 1024 * 1024,
+        is_input=False,
+    )
+    await ensure_topics(settings, [*deployment_topics(), internal])
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build a worker's Faust app from settings (nothing connects until it starts)."""
     app_id = settings.topic_prefix + settings.app_id
@@ -81,8 +99,15 @@ def create_app(settings: Settings) -> faust.App:
         value_type=bytes,
         partitions=settings.internal_partitions,
     )
-    states = app.Table("domain-state", default=None, partitions=settings.internal_partitions)
-    plans = app.Table("last-plan", default=None, partitions=settings.internal_partitions)
+    tables: dict[str, Any] = {
+        "default": None,
+        "partitions": settings.internal_partitions,
+        "key_type": bytes,
+        "value_type": bytes,
+    }
+    states = app.Table("domain-state", **tables)
+    # Global: every worker holds every domain's last plan, so any worker answers /plan/{domain}.
+    plans = app.GlobalTable("last-plan", **tables)
     sender = OutputSender(app, settings)
     planner = Planner(settings.planning_policy, settings.solver_time_limit_s)
     handler = DomainHandler(settings, states, plans, sender, planner)
@@ -95,7 +120,6 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
-        await ensure_topics(settings, deployment_topics())
         await ingest.run()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -10,15 +10,26 @@ stopped answering is replaced.
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import multiprocessing
+import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from allocator import AllocationProblem, Plan, SolverOptions
 from allocator.policies import GreedyPolicy, OptimiserPolicy, StaticPolicy
 from allocator.policies.base import AllocationPolicy
 
 POLICIES = ("optimiser", "greedy", "static")
+
+# Domain objects freeze their mappings as MappingProxyType, which pickle refuses; they cross to
+# the solver process as plain dicts and are frozen again on the other side.
+def _frozen_mapping(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(items)
+
+
+copyreg.pickle(types.MappingProxyType, lambda proxy: (_frozen_mapping, (dict(proxy),)))
 
 
 def make_policy(name: str, time_limit_s: float) -> AllocationPolicy:

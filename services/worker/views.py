@@ -37,17 +37,16 @@ def register_views(
             "rebalancing": app.rebalancing,
         }
         ok = checks["ingest"] and checks["app_running"] and recovered and not app.rebalancing
-        return web.json(
-            {"ready": ok, **checks, "events_handled": handler.handled}, status=200 if ok else 503
-        )
+        body = {"ready": ok, **checks, "events_handled": handler.handled}
+        response: Response = web.json(body, status=200 if ok else 503)
+        return response
 
     @app.page("/plan/{domain}")
     class PlanView(View):
-        """The domain's current plan (``AllocationPlanned`` data), from whichever worker owns it."""
+        """The domain's current plan (``AllocationPlanned`` data); any worker can answer."""
 
-        @app.table_route(table=plans, match_info="domain")  # type: ignore[arg-type]
         async def get(self, request: Request, domain: str) -> Response:
-            stored = plans.get(domain)
+            stored = plans.get(domain.encode())
             response: Response
             if stored is None:
                 response = self.json({"error": f"no plan for domain {domain!r} yet"}, status=404)
