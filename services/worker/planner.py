@@ -23,6 +23,7 @@ from allocator.policies.base import AllocationPolicy
 
 POLICIES = ("optimiser", "greedy", "static")
 
+
 # Domain objects freeze their mappings as MappingProxyType, which pickle refuses; they cross to
 # the solver process as plain dicts and are frozen again on the other side.
 def _frozen_mapping(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
