@@ -56,5 +56,7 @@ def register_views(
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Request) -> Response:
-        response: Response = web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp sets the charset itself and refuses one inside content_type.
+        content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+        response: Response = web.bytes(generate_latest(REGISTRY), content_type=content_type)
         return response
