@@ -462,6 +462,12 @@ class Policy:
     * ``stream_penalty_weights``: per-stream override of the two above (same unit).
     * ``quality_penalty_per_fte_hour``: × (1 − quality score), steers work to better providers.
     * ``max_occupancy``: Erlang staffing occupancy cap.
+    * ``level_change_hours``: provider contract-line levels (and engagement) change only at
+      block boundaries this many hours apart, counted from as-of (default a shift, 8 h), and
+      additionally where a lead-time/notice window ends or a pending change takes effect.
+      Outsourcing contracts are not re-sized hourly; holding a level for a block is also what
+      keeps the optimiser's integer decisions few. Assignments stay per period. A value at or
+      below the period length means levels may change every period.
     """
 
     core_in_house_share: float = 0.0
@@ -474,6 +480,7 @@ class Policy:
     budget_overrun_penalty: float = 10.0
     quality_penalty_per_fte_hour: float = 0.0
     max_occupancy: float = 0.85
+    level_change_hours: float = 8.0
 
     def __post_init__(self) -> None:
         _fraction("Policy", "core_in_house_share", self.core_in_house_share)
@@ -488,6 +495,7 @@ class Policy:
             "unmet_work_penalty_per_hour",
             "budget_overrun_penalty",
             "quality_penalty_per_fte_hour",
+            "level_change_hours",
         ):
             _finite_nonneg("Policy", name, float(getattr(self, name)))
         for sid, w in self.stream_penalty_weights.items():
@@ -553,7 +561,12 @@ class PlanningRequest:
 
 @dataclass(frozen=True, slots=True)
 class SolverOptions:
-    """Back-end and limits. Defaults are deterministic: one thread, fixed seed."""
+    """Back-end and limits. Defaults are deterministic: one thread, fixed seed.
+
+    ``highs`` (default) and ``scip`` are supported; ``cp_sat`` is accepted here for backwards
+    compatibility but the solver refuses it (its scaling of continuous variables gave wrong
+    optima on this model).
+    """
 
     backend: Backend = "highs"
     time_limit_s: float = 30.0
@@ -708,6 +721,29 @@ class AllocationProblem:
             if lv.provider_id == provider_id and lv.skill == skill:
                 return lv.baseline(self.request.horizon_periods)
         return (0.0,) * self.request.horizon_periods
+
+    def level_segments(self, provider_id: str) -> tuple[tuple[int, int], ...]:
+        """Half-open period ranges ``[start, end)`` over which a provider's levels are constant.
+
+        Boundaries: every ``Policy.level_change_hours`` (in whole periods, at least 1) from
+        period 0, the end of the ramp-up and of the notice window, and every pending change's
+        effective period of any of the provider's lines. Inside a segment the baseline and the
+        window status are therefore constant, so lead time, notice and pending changes hold
+        per period exactly when they hold at the segment's start. Every policy's plan can be
+        checked against this: a level that changes inside a segment breaks the rule.
+        """
+        req = self.request
+        horizon = req.horizon_periods
+        step = max(1, req.hours_to_periods(self.policy.level_change_hours))
+        prov = self.provider(provider_id)
+        cuts = set(range(0, horizon, step))
+        cuts.add(req.hours_to_periods(prov.contract.ramp_up_hours))
+        cuts.add(req.hours_to_periods(prov.contract.ramp_down_notice_hours))
+        for lv in self.levels:
+            if lv.provider_id == provider_id:
+                cuts.update(ch.effective_period for ch in lv.pending)
+        starts = sorted(c for c in cuts if 0 <= c < horizon)
+        return tuple(zip(starts, [*starts[1:], horizon], strict=True))
 
     def committed_level(self, provider_id: str, skill: str) -> float:
         """Level of a contract line right now (before period 0)."""
