@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from allocator.model.build import EPS, Built, Line
+from allocator.model.build import EPS, Built, Line, cover_value
 from allocator.plan import (
     BindingConstraint,
     Explanation,
@@ -76,6 +76,14 @@ def _marginal_rate(line: Line, level: float) -> float:
     return rate
 
 
+def _segment(segments: tuple[tuple[int, int], ...], start: int) -> range:
+    """Periods of the level segment starting at ``start`` (a level row binds on all of them)."""
+    for a, b in segments:
+        if a == start:
+            return range(a, b)
+    return range(start, start + 1)
+
+
 def _binding(built: Built, sol: Solution) -> list[BindingConstraint]:
     p = built.problem
     v = sol.values
@@ -101,21 +109,21 @@ def _binding(built: Built, sol: Solution) -> list[BindingConstraint]:
         ("provider_min", built.provider_min_rows, at_lower),
     ):
         by_prov: dict[int, list[int]] = {}
-        for (j, t), row in sorted(rows.items()):
-            engaged = built.engaged.get((j, t))
+        for (j, start), row in sorted(rows.items()):
+            engaged = built.engaged.get((j, start))
             if engaged is not None and v[engaged] < 0.5:
                 continue
             if test(built, v, row):
-                by_prov.setdefault(j, []).append(t)
+                by_prov.setdefault(j, []).extend(_segment(built.segments[j], start))
         for j, periods in sorted(by_prov.items()):
             out.append(
                 BindingConstraint(name, p.providers[j].id, tuple(periods), None, "contract limit")
             )
     if sol.duals is not None:
         by_line: dict[int, list[int]] = {}
-        for (k, _d, t), row in sorted(built.window_rows.items()):
+        for (k, _d, start), row in sorted(built.window_rows.items()):
             if abs(sol.duals[row]) > TOL:
-                by_line.setdefault(k, []).append(t)
+                by_line.setdefault(k, []).extend(_segment(built.lines[k].segments, start))
         for k, periods in sorted(by_line.items()):
             line = built.lines[k]
             out.append(
@@ -191,8 +199,7 @@ def _relaxations(built: Built, sol: Solution, binding: list[BindingConstraint]) 
         periods: list[int] = []
         amount = 0.0
         for t in range(p.request.horizon_periods):
-            c = built.cover[i][t]
-            got = float(sol.values[c]) if c is not None else 0.0
+            got = cover_value(built, sol.values, i, t)
             short = req.required_fte[t] - got
             if short > 1e-4:
                 periods.append(t)

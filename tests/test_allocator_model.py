@@ -25,6 +25,7 @@ from allocator import (
     RateTier,
     SkillRate,
     Sla,
+    SolverFailure,
     SolverOptions,
     Team,
     WorkStream,
@@ -109,6 +110,10 @@ def check_plan(problem: AllocationProblem, plan: Plan) -> None:
                         and streams[a.stream_id].skill == sk
                     )
                     assert used <= TOL
+    # Levels change only at segment starts (block of level_change_hours, windows, pending).
+    for ln in plan.provider_levels:
+        for start, end in problem.level_segments(ln.provider_id):
+            assert len(set(ln.levels[start:end])) == 1, f"{ln.provider_id} level varies in block"
     # Lead time and notice: inside windows, levels only step as committed + pending step.
     for ln in plan.provider_levels:
         prov = provs[ln.provider_id]
@@ -261,6 +266,7 @@ def problems(draw: st.DrawFn) -> AllocationProblem:
         budget_cap=draw(st.sampled_from((None, 500.0, 5000.0))),
         churn_cost_per_fte=float(draw(st.integers(0, 50))),
         quality_penalty_per_fte_hour=float(draw(st.integers(0, 5))),
+        level_change_hours=draw(st.sampled_from((1.0, 2.0, 8.0))),
     )
     return AllocationProblem(
         request(periods),
@@ -297,17 +303,22 @@ def brute_force(
     committed: float,
     churn: float,
     penalty: float,
+    change_every: int = 1,
 ) -> float:
     """Optimal cost of one project stream, one team, one provider line, by enumeration.
 
-    With the provider level fixed, the rest is trivial: provider capacity is already paid for,
-    so use it first, then the team where its hourly cost beats the unmet-work penalty.
+    Levels are held for ``change_every`` periods (``Policy.level_change_hours`` on hourly
+    periods, no lead time, no pending change). With the provider level fixed, the rest is
+    trivial: provider capacity is already paid for, so use it first, then the team where its
+    hourly cost beats the unmet-work penalty.
     """
     line = SkillRate("net", tiers)
     choices = [k * block for k in range(int(mx // block) + 1)]
     choices = [c for c in choices if c == 0 or mn <= c <= mx]
     best = math.inf
-    for levels in itertools.product(choices, repeat=len(work)):
+    n_seg = -(-len(work) // change_every)
+    for per_segment in itertools.product(choices, repeat=n_seg):
+        levels = [per_segment[t // change_every] for t in range(len(work))]
         cost = 0.0
         prev = committed
         for t, level in enumerate(levels):
@@ -336,6 +347,7 @@ def brute_force(
     block=st.sampled_from((1, 2, 3)),
     committed=st.integers(0, 3),
     churn=st.integers(0, 40),
+    change_every=st.sampled_from((1, 2, 8)),
 )
 def test_brute_force_optimality(
     work: list[int],
@@ -348,6 +360,7 @@ def test_brute_force_optimality(
     block: int,
     committed: int,
     churn: int,
+    change_every: int,
 ) -> None:
     mx = mn + span
     if block > mx:
@@ -373,7 +386,11 @@ def test_brute_force_optimality(
             ),
         ),
         (Demand("p", work_hours=hours),),
-        Policy(churn_cost_per_fte=float(churn), unmet_work_penalty_per_hour=penalty),
+        Policy(
+            churn_cost_per_fte=float(churn),
+            unmet_work_penalty_per_hour=penalty,
+            level_change_hours=float(change_every),
+        ),
         (ProviderLevel("v", "net", float(committed)),) if committed else (),
     )
     plan = solve(problem, SolverOptions(relative_gap=0.0))
@@ -388,6 +405,7 @@ def test_brute_force_optimality(
         float(committed),
         float(churn),
         penalty,
+        change_every,
     )
     assert plan.stats.objective == pytest.approx(expected, rel=1e-6, abs=1e-4)
     check_plan(problem, plan)
@@ -567,3 +585,17 @@ def test_demand_length_must_match_horizon() -> None:
             (),
             (Demand("p", work_hours=(1.0, 1.0)),),
         )
+
+
+def test_level_segments_split_at_blocks_windows_and_pending() -> None:
+    base = small_problem()
+    # pa: ramp-up 4 h, notice 8 h, pending change at period 2; blocks of 8 h on 12 periods.
+    assert base.level_segments("pa") == ((0, 2), (2, 4), (4, 8), (8, 12))
+    assert base.level_segments("pb") == ((0, 8), (8, 12))
+    hourly = dataclasses.replace(base, policy=Policy(level_change_hours=1.0))
+    assert len(hourly.level_segments("pb")) == 12
+
+
+def test_cp_sat_is_refused_not_silently_wrong() -> None:
+    with pytest.raises(SolverFailure, match="cp_sat"):
+        solve(small_problem(), SolverOptions(backend="cp_sat"))

@@ -8,6 +8,10 @@ skill, the same eligible sources and the same core flag form a *class*; assignme
 per (class, eligible source, period with demand) only, and a class's cover is split back over its
 streams proportionally to their cover after the solve, which preserves every constraint (skills,
 compliance and the core share hold class-wide, so they hold for each proportional share).
+Provider levels, engagement and tier switches are decided once per *level segment* (a block of
+``Policy.level_change_hours``, split at window ends and pending changes), which cuts the
+integers about 8× at hourly periods; SLA curves are cover pieces (no rows); the dense horizon
+rows (vendor concentration, budget) are lazy.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from allocator.demand import StreamRequirement
+import numpy as np
+from numpy.typing import NDArray
+
+from allocator.demand import Curve, StreamRequirement
 from allocator.domain import AllocationProblem, Provider, SkillRate, WorkStream
 from allocator.model.lp import INF, LinearProgram
 
@@ -43,7 +50,10 @@ class StreamClass:
 class Line:
     """One (provider, skill) contract line and its level per period.
 
-    ``level(t) = block * n[t]`` when ``n[t]`` is a variable, else the constant ``fixed[t]``.
+    Levels are decided per *segment* (``AllocationProblem.level_segments``): ``n[t]`` is the
+    same integer variable for every period of a segment (``level(t) = block * n[t]``), or None
+    when the level is the constant ``fixed[t]``. Per-segment decisions (tier fills and switches,
+    churn steps) are indexed by segment number.
     """
 
     provider: int
@@ -52,6 +62,7 @@ class Line:
     block: float
     committed: float
     baseline: tuple[float, ...]
+    segments: tuple[tuple[int, int], ...]
     n: list[int | None]
     fixed: list[float]
     up: list[int | None]
@@ -78,9 +89,12 @@ class Built:
     classes: list[StreamClass]
     stream_class: list[int]
     lines: list[Line]
-    cover: list[list[int | None]]
-    sl: list[list[int | None]]
+    cover: list[list[list[int]]]
+    """Stream → period → piece variables whose sum is the cover (empty: no demand)."""
+    segments: dict[int, tuple[tuple[int, int], ...]]
+    """Provider index → level segments (only providers with modelled lines)."""
     engaged: dict[tuple[int, int], int]
+    """(provider, segment start) → engaged binary; provider min/max rows use the same key."""
     team_rows: dict[tuple[int, int], int]
     provider_max_rows: dict[tuple[int, int], int]
     provider_min_rows: dict[tuple[int, int], int]
@@ -90,11 +104,31 @@ class Built:
     budget_row: int | None
     overrun: int | None
     total_outsourced: int | None
+    aux: list[tuple[int, list[int]]]
+    """Sum variables defined by lazy rows, in dependency order: (var, summed vars)."""
     offset: float
     const_spend: float
     cost_vars: dict[str, dict[int, float]]
     """Cost family → {var: coefficient}: internal, providers, churn, quality, sla, unmet."""
     const_costs: dict[str, float]
+
+
+def with_aux(built: Built, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``values`` with the lazily defined sum variables set from what they sum.
+
+    A solve without the lazy rows leaves those variables at arbitrary values; checking the lazy
+    rows (and reading costs) needs them consistent with the assignments.
+    """
+    out = values.copy()
+    for var, parts in built.aux:
+        out[var] = float(out[parts].sum()) if parts else 0.0
+    return out
+
+
+def cover_value(built: Built, values: NDArray[np.float64], stream: int, t: int) -> float:
+    """Cover (productive FTE) of ``stream`` in period ``t``: the sum of its pieces."""
+    vs = built.cover[stream][t]
+    return float(values[vs].sum()) if vs else 0.0
 
 
 def eligible_teams(problem: AllocationProblem, stream: WorkStream) -> list[int]:
@@ -121,6 +155,34 @@ def _classes(problem: AllocationProblem) -> tuple[list[StreamClass], list[int]]:
     return list(by_key.values()), stream_class
 
 
+def _capped_pieces(
+    curve: Curve, target: float, required: float
+) -> tuple[float, list[tuple[float, float]]]:
+    """``min(target, SL(c))`` on ``[0, required]`` as (value at 0, [(width, slope), ...]).
+
+    Slopes are non-increasing (SL is concave and the cap only flattens the tail); a last flat
+    piece keeps the cover's range ``[0, required]`` whole.
+    """
+    start = min(target, curve.ys[0])
+    pieces: list[tuple[float, float]] = []
+    x_end = 0.0
+    for (x0, y0), (x1, y1) in itertools.pairwise(zip(curve.xs, curve.ys, strict=True)):
+        if y0 >= target - EPS:
+            break
+        if x1 - x0 <= EPS:
+            continue
+        slope = (y1 - y0) / (x1 - x0)
+        if y1 > target:
+            x1 = x0 + (target - y0) / slope
+        pieces.append((x1 - x0, slope))
+        x_end = x1
+        if y1 >= target:
+            break
+    if required - x_end > EPS:
+        pieces.append((required - x_end, 0.0))
+    return start, pieces
+
+
 def _is_convex(rate: SkillRate) -> bool:
     rates = [t.rate_per_hour for t in rate.tiers]
     return all(b >= a for a, b in itertools.pairwise(rates))
@@ -141,8 +203,7 @@ class _Builder:
         }
         self.const_costs: dict[str, float] = {k: 0.0 for k in self.cost_vars}
         self.lines: list[Line] = []
-        self.cover: list[list[int | None]] = []
-        self.sl: list[list[int | None]] = []
+        self.cover: list[list[list[int]]] = []
         self.engaged: dict[tuple[int, int], int] = {}
         self.team_rows: dict[tuple[int, int], int] = {}
         self.provider_max_rows: dict[tuple[int, int], int] = {}
@@ -150,9 +211,11 @@ class _Builder:
         self.core_rows: dict[tuple[int, int], int] = {}
         self.concentration_rows: dict[int, int] = {}
         self.window_rows: dict[tuple[int, str, int], int] = {}
+        self.segments: dict[int, tuple[tuple[int, int], ...]] = {}
         self.budget_row: int | None = None
         self.overrun: int | None = None
         self.total_outsourced: int | None = None
+        self.aux: list[tuple[int, list[int]]] = []
 
     # -- costs ---------------------------------------------------------------------------
     def cost(self, family: str, var: int, coef: float) -> None:
@@ -170,49 +233,47 @@ class _Builder:
 
     # -- variables -----------------------------------------------------------------------
     def add_cover_and_service(self) -> None:
-        """Cover per stream/period in [0, required] and the SLA shortfall penalty."""
+        """Cover per stream/period as pieces of the (capped) service curve; shortfall priced.
+
+        The penalty ``w·volume·(target − min(target, SL(cover)))`` is convex in cover because
+        SL is concave, so cover is the sum of one bounded variable per curve piece, each earning
+        its slope: the LP fills the steepest pieces first without binaries. Compared with an SL
+        variable bounded by one row per piece this needs no rows at all, which roughly halves
+        the row count of the model.
+        """
         policy = self.p.policy
         for i, stream in enumerate(self.p.streams):
             req = self.reqs[i]
             weight = policy.penalty_weight(stream)
-            cov: list[int | None] = []
-            sls: list[int | None] = []
+            cov: list[list[int]] = []
             for t in range(self.T):
                 r = req.required_fte[t]
                 if r <= EPS:
-                    cov.append(None)
-                    sls.append(None)
+                    cov.append([])
                     continue
-                c = self.lp.var(0.0, r)
-                cov.append(c)
                 if stream.kind == "project":
                     # weight × (work − H·cover): unmet work hours.
                     self.const_cost("unmet", weight * req.volume[t])
+                    c = self.lp.var(0.0, r)
                     self.cost("unmet", c, -weight * self.H)
-                    sls.append(None)
+                    cov.append([c])
                     continue
-                s = self.lp.var(0.0, req.target_sl)
-                self.const_cost("sla", weight * req.volume[t] * req.target_sl)
-                self.cost("sla", s, -weight * req.volume[t])
-                curve = req.curves[t]
-                for (x0, y0), (x1, y1) in zip(
-                    zip(curve.xs, curve.ys, strict=True),
-                    zip(curve.xs[1:], curve.ys[1:], strict=True),
-                    strict=False,
-                ):
-                    slope = (y1 - y0) / (x1 - x0)
-                    # s <= y0 + slope (c - x0)
-                    self.lp.row([s, c], [1.0, -slope], hi=y0 - slope * x0, name="sla_curve")
-                sls.append(s)
+                price = weight * req.volume[t]
+                start, pieces = _capped_pieces(req.curves[t], req.target_sl, r)
+                self.const_cost("sla", price * (req.target_sl - start))
+                vs: list[int] = []
+                for width, slope in pieces:
+                    v = self.lp.var(0.0, width)
+                    self.cost("sla", v, -price * slope)
+                    vs.append(v)
+                cov.append(vs)
             self.cover.append(cov)
-            self.sl.append(sls)
 
     def add_assignments(self) -> None:
         """x (class, team, t) and y (class, provider, t) where the class has demand; balance."""
         for cls in self.classes:
             for t in range(self.T):
-                covers = [self.cover[i][t] for i in cls.streams]
-                cvars = [c for c in covers if c is not None]
+                cvars = [v for i in cls.streams for v in self.cover[i][t]]
                 if not cvars:
                     continue
                 xs: list[int] = []
@@ -220,7 +281,7 @@ class _Builder:
                     team = self.p.teams[j]
                     if team.productive_fte(t) <= EPS:
                         continue
-                    v = self.lp.var(0.0)
+                    v = self.lp.var(0.0, team.productive_fte(t))
                     cls.x[(j, t)] = v
                     xs.append(v)
                     self.cost("internal", v, self.H * team.cost_per_hour / (1 - team.shrinkage))
@@ -270,13 +331,14 @@ class _Builder:
         return min(math.floor(prov.contract.max_fte / block + 1e-9) * block, need)
 
     def add_lines(self) -> None:
-        """Level variables per contract line with frozen windows, tiers and churn."""
+        """Level variables per contract line and segment, frozen windows, tiers and churn."""
         req = self.p.request
         churn = self.p.policy.churn_cost_per_fte
         for j, prov in enumerate(self.p.providers):
             contract = prov.contract
             up_lead = req.hours_to_periods(contract.ramp_up_hours)
             notice = req.hours_to_periods(contract.ramp_down_notice_hours)
+            segments = self.p.level_segments(prov.id)
             for rate in contract.rates:
                 base = self.p.baseline_level(prov.id, rate.skill)
                 committed = self.p.committed_level(prov.id, rate.skill)
@@ -285,6 +347,8 @@ class _Builder:
                 )
                 if not used and committed <= EPS and max(base) <= EPS:
                     continue
+                self.segments[j] = segments
+                n_seg = len(segments)
                 line = Line(
                     provider=j,
                     skill=rate.skill,
@@ -292,104 +356,128 @@ class _Builder:
                     block=contract.block_fte,
                     committed=committed,
                     baseline=base,
+                    segments=segments,
                     n=[None] * self.T,
                     fixed=[0.0] * self.T,
-                    up=[None] * self.T,
-                    down=[None] * self.T,
-                    fills=[[] for _ in range(self.T)],
-                    tier_on=[[] for _ in range(self.T)],
+                    up=[None] * n_seg,
+                    down=[None] * n_seg,
+                    fills=[[] for _ in range(n_seg)],
+                    tier_on=[[] for _ in range(n_seg)],
                     capacity_rows=[None] * self.T,
                 )
                 upper = self._line_upper(j, rate.skill)
                 b = contract.block_fte
-                for t in range(self.T):
+                for start, end in segments:
+                    # Baseline and window status are constant over a segment: decide at start.
+                    level: float | None = None
+                    var: int | None = None
                     if not prov.active:
-                        line.fixed[t] = 0.0
-                    elif t < up_lead and t < notice:
-                        line.fixed[t] = base[t]
+                        level = 0.0
+                    elif start < up_lead and start < notice:
+                        level = base[start]
                     else:
-                        lo = math.ceil(base[t] / b - 1e-9) if t < notice else 0
+                        lo = math.ceil(base[start] / b - 1e-9) if start < notice else 0
                         hi = (
-                            math.floor(base[t] / b + 1e-9)
-                            if t < up_lead
+                            math.floor(base[start] / b + 1e-9)
+                            if start < up_lead
                             else math.floor(upper / b + 1e-9)
                         )
                         hi = max(hi, lo)
                         if hi == lo:
-                            line.fixed[t] = lo * b
+                            level = lo * b
                         else:
-                            line.n[t] = self.lp.var(float(lo), float(hi), integer=True)
+                            var = self.lp.var(float(lo), float(hi), integer=True)
+                    for t in range(start, end):
+                        line.n[t] = var
+                        line.fixed[t] = level if level is not None else 0.0
                 self._line_windows(line, up_lead, notice)
                 self._line_cost(line)
                 self._line_churn(line, churn)
                 self.lines.append(line)
 
     def _line_windows(self, line: Line, up_lead: int, notice: int) -> None:
-        """Inside the windows, level steps only as the baseline (committed + pending) steps."""
+        """Inside the windows, level steps only as the baseline (committed + pending) steps.
+
+        Levels change only at segment starts and the baseline is constant inside a segment,
+        so the per-period rule reduces to one row per segment start.
+        """
         prev_vars: list[int] = []
         prev_coef: list[float] = []
         prev_const = line.committed
         prev_base = line.committed
-        for t in range(self.T):
-            vs, cs, const = line.terms(t)
-            step = line.baseline[t] - prev_base
+        for start, _end in line.segments:
+            vs, cs, const = line.terms(start)
+            step = line.baseline[start] - prev_base
             if vs or prev_vars:
                 idx = vs + prev_vars
                 coef = cs + [-c for c in prev_coef]
-                if t < up_lead:
-                    self.window_rows[(len(self.lines), "up", t)] = self.lp.row(
+                if start < up_lead:
+                    self.window_rows[(len(self.lines), "up", start)] = self.lp.row(
                         idx, coef, hi=max(0.0, step) - const + prev_const, name="frozen_up"
                     )
-                if t < notice:
-                    self.window_rows[(len(self.lines), "down", t)] = self.lp.row(
+                if start < notice:
+                    self.window_rows[(len(self.lines), "down", start)] = self.lp.row(
                         idx, coef, lo=min(0.0, step) - const + prev_const, name="frozen_down"
                     )
-            prev_vars, prev_coef, prev_const, prev_base = vs, cs, const, line.baseline[t]
+            prev_vars, prev_coef, prev_const = vs, cs, const
+            prev_base = line.baseline[start]
 
     def _line_cost(self, line: Line) -> None:
-        """Tiered hourly price of the level; concave (discount) tiers get fill-order binaries."""
+        """Tiered price of the level per segment; concave (discount) tiers get binaries.
+
+        Convex tiers (rising rates) need no binaries: the LP fills cheap tiers first. Falling
+        rates would let the LP fill the cheap upper tier first, so a binary per upper tier
+        switches it on only once the tier below is full; its big-M is the tier width, or the
+        line's own upper bound for the open last tier.
+        """
         tiers = line.rate.tiers
         convex = _is_convex(line.rate)
-        for t in range(self.T):
-            vs, cs, const = line.terms(t)
+        for s, (start, end) in enumerate(line.segments):
+            hours = self.H * (end - start)
+            vs, cs, const = line.terms(start)
             if not vs:
-                self.const_cost("providers", self.H * line.rate.cost_per_hour(const))
+                self.const_cost("providers", hours * line.rate.cost_per_hour(const))
                 continue
+            top = self.lp.ub[vs[0]] * cs[0]
             if len(tiers) == 1:
-                self.cost("providers", vs[0], self.H * tiers[0].rate_per_hour * cs[0])
+                self.cost("providers", vs[0], hours * tiers[0].rate_per_hour * cs[0])
                 continue
             fills: list[int] = []
             ons: list[int] = []
             for k, tier in enumerate(tiers):
+                if tier.from_fte >= top - EPS:
+                    break  # the level can never reach this tier
                 width = tiers[k + 1].from_fte - tier.from_fte if k + 1 < len(tiers) else INF
+                width = min(width, top - tier.from_fte)
                 f = self.lp.var(0.0, width)
                 fills.append(f)
-                self.cost("providers", f, self.H * tier.rate_per_hour)
+                self.cost("providers", f, hours * tier.rate_per_hour)
                 if not convex and k > 0:
                     z = self.lp.var(0.0, 1.0, integer=True)
                     ons.append(z)
                     prev_width = tier.from_fte - tiers[k - 1].from_fte
                     # fill of tier k only once tier k−1 is full
                     self.lp.row([fills[k - 1], z], [1.0, -prev_width], lo=0.0, name="tier_order")
-                    big = width if math.isfinite(width) else self.lp.ub[vs[0]] * cs[0]
-                    self.lp.row([f, z], [1.0, -big], hi=0.0, name="tier_on")
-            self.lp.row(fills + vs, [1.0] * len(fills) + [-c for c in cs], lo=0.0, hi=0.0)
-            line.fills[t] = fills
-            line.tier_on[t] = ons
+                    self.lp.row([f, z], [1.0, -width], hi=0.0, name="tier_on")
+            self.lp.row(
+                fills + vs, [1.0] * len(fills) + [-c for c in cs], lo=0.0, hi=0.0, name="tier_fill"
+            )
+            line.fills[s] = fills
+            line.tier_on[s] = ons
 
     def _line_churn(self, line: Line, churn: float) -> None:
-        """level[t] − level[t−1] = up − down, priced at the churn cost per FTE."""
+        """level[s] − level[s−1] = up − down at every segment start, priced per FTE."""
         prev_vs: list[int] = []
         prev_cs: list[float] = []
         prev_const = line.committed
-        for t in range(self.T):
-            vs, cs, const = line.terms(t)
+        for s, (start, _end) in enumerate(line.segments):
+            vs, cs, const = line.terms(start)
             if not vs and not prev_vs:
                 self.const_cost("churn", churn * abs(const - prev_const))
             else:
                 up = self.lp.var(0.0)
                 dn = self.lp.var(0.0)
-                line.up[t], line.down[t] = up, dn
+                line.up[s], line.down[s] = up, dn
                 self.cost("churn", up, churn)
                 self.cost("churn", dn, churn)
                 self.lp.row(
@@ -424,18 +512,22 @@ class _Builder:
                 )
 
     def add_engagement(self) -> None:
-        """min·engaged ≤ Σ_lines level ≤ max·engaged per provider and period (if it can vary)."""
+        """min·engaged ≤ Σ_lines level ≤ max·engaged per provider and segment (if it can vary).
+
+        Each variable line also gets ``n ≤ ub·engaged``: redundant for integer solutions but it
+        tightens the LP relaxation, which otherwise engages providers fractionally for free.
+        """
         for j, prov in enumerate(self.p.providers):
             lines = [ln for ln in self.lines if ln.provider == j]
             if not lines or not prov.active:
                 continue
             c = prov.contract
-            for t in range(self.T):
+            for start, _end in self.segments[j]:
                 vs: list[int] = []
                 cs: list[float] = []
                 const = 0.0
                 for ln in lines:
-                    a, b, k = ln.terms(t)
+                    a, b, k = ln.terms(start)
                     vs += a
                     cs += b
                     const += k
@@ -445,15 +537,19 @@ class _Builder:
                 cap = min(c.max_fte, ub_total)
                 if c.min_fte > EPS:
                     e = self.lp.var(0.0, 1.0, integer=True)
-                    self.engaged[(j, t)] = e
-                    self.provider_max_rows[(j, t)] = self.lp.row(
+                    self.engaged[(j, start)] = e
+                    self.provider_max_rows[(j, start)] = self.lp.row(
                         [*vs, e], [*cs, -cap], hi=-const, name="provider_max"
                     )
-                    self.provider_min_rows[(j, t)] = self.lp.row(
+                    self.provider_min_rows[(j, start)] = self.lp.row(
                         [*vs, e], [*cs, -c.min_fte], lo=-const, name="provider_min"
                     )
+                    if const <= EPS:
+                        for v in vs:
+                            if self.lp.lb[v] <= EPS:
+                                self.lp.row([v, e], [1.0, -self.lp.ub[v]], hi=0.0, name="engaged")
                 elif math.isfinite(c.max_fte) and ub_total > c.max_fte + EPS:
-                    self.provider_max_rows[(j, t)] = self.lp.row(
+                    self.provider_max_rows[(j, start)] = self.lp.row(
                         vs, cs, hi=c.max_fte - const, name="provider_max"
                     )
 
@@ -478,7 +574,12 @@ class _Builder:
                 )
 
     def add_concentration(self) -> None:
-        """Each provider's FTE-hours ≤ cap × all outsourced FTE-hours (via one total var)."""
+        """Each provider's FTE-hours ≤ cap × all outsourced FTE-hours.
+
+        Per provider a total ``P_p = Σ y_p`` (one long row, each assignment in exactly one such
+        row), ``total = Σ_p P_p`` and ``P_p ≤ cap · total`` (short rows). The rows are lazy: they
+        couple every period, make simplex pivots several times slower, and seldom bind.
+        """
         cap = self.p.policy.vendor_concentration_cap
         if cap >= 1.0:
             return
@@ -490,12 +591,31 @@ class _Builder:
             return
         total = self.lp.var(0.0)
         self.total_outsourced = total
-        every = [v for j in sorted(per_provider) for v in per_provider[j]]
-        self.lp.row([*every, total], [1.0] * len(every) + [-1.0], lo=0.0, hi=0.0)
+        mine: dict[int, int] = {}
         for j in sorted(per_provider):
             vs = per_provider[j]
+            mine[j] = self.lp.var(0.0)
+            self.aux.append((mine[j], vs))
+            self.lp.row(
+                [*vs, mine[j]],
+                [1.0] * len(vs) + [-1.0],
+                lo=0.0,
+                hi=0.0,
+                name="outsourced_total",
+                lazy=True,
+            )
+        self.lp.row(
+            [*mine.values(), total],
+            [1.0] * len(mine) + [-1.0],
+            lo=0.0,
+            hi=0.0,
+            name="outsourced_total",
+            lazy=True,
+        )
+        self.aux.append((total, list(mine.values())))
+        for j in sorted(per_provider):
             self.concentration_rows[j] = self.lp.row(
-                [*vs, total], [1.0] * len(vs) + [-cap], hi=0.0, name="concentration_cap"
+                [mine[j], total], [1.0, -cap], hi=0.0, name="concentration_cap", lazy=True
             )
 
     def add_budget(self) -> None:
@@ -515,6 +635,7 @@ class _Builder:
             [terms[v] for v in idx] + [-1.0],
             hi=cap - self.const_spend,
             name="budget_cap",
+            lazy=True,
         )
 
     def build(self) -> Built:
@@ -536,7 +657,7 @@ class _Builder:
             stream_class=self.stream_class,
             lines=self.lines,
             cover=self.cover,
-            sl=self.sl,
+            segments=self.segments,
             engaged=self.engaged,
             team_rows=self.team_rows,
             provider_max_rows=self.provider_max_rows,
@@ -547,6 +668,7 @@ class _Builder:
             budget_row=self.budget_row,
             overrun=self.overrun,
             total_outsourced=self.total_outsourced,
+            aux=self.aux,
             offset=self.offset,
             const_spend=self.const_spend,
             cost_vars=self.cost_vars,

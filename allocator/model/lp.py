@@ -1,34 +1,59 @@
-"""A small backend-neutral sparse MIP container, solved through OR-Tools' MPModelProto.
+"""A small backend-neutral sparse MIP container, solved through OR-Tools MathOpt.
 
-Why not pywraplp/MathOpt objects: building a model with hundreds of thousands of variables one
-SWIG call at a time dominates the run time at the L size. Variables and rows are collected in
-plain Python lists, turned into one ``MPModelProto`` and handed to the chosen back-end (HiGHS,
-SCIP or CP-SAT) in a single call; the same proto serves every back-end, which keeps the solver
-comparison honest.
+Why not pywraplp/MathOpt model objects: building a model with hundreds of thousands of variables
+one call at a time dominates the run time at the L size. Variables and rows are collected in
+plain Python lists, turned into one MathOpt ``ModelProto`` with numpy and handed to the chosen
+back-end (HiGHS or SCIP) in a single call; the same proto serves every back-end, which keeps the
+solver comparison honest.
+
+Why MathOpt and not ``pywraplp.Solver.SolveWithProto``: through the MPModelRequest path HiGHS
+reports a time-limited solve as UNKNOWN and drops the feasible solution it found, and its time
+limit is only checked between root separation rounds. MathOpt returns the incumbent with its
+bound, takes the relative gap and seed as first-class parameters, and accepts an interrupter,
+which a watchdog timer triggers shortly after the time limit so a limit is a limit.
+
+Rows can be *lazy*: dense horizon-wide rows (vendor concentration, budget) slow every simplex
+pivot several-fold and rarely bind. They are left out of the solve until a solution violates
+them (see :mod:`allocator.model.solve`); dropping rows only relaxes the model, so bounds found
+without them stay valid bounds.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from ortools.linear_solver import linear_solver_pb2 as pb
-from ortools.linear_solver import pywraplp
+from ortools.math_opt import (
+    callback_pb2,
+    model_parameters_pb2,
+    model_pb2,
+    parameters_pb2,
+    result_pb2,
+)
+from ortools.math_opt.core.python import solver as mathopt_solver
+from ortools.util.python import solve_interrupter
+from pybind11_abseil.status import StatusNotOk
 
 from allocator.domain import Backend
 
 INF = math.inf
 
-_SOLVER_TYPES: dict[Backend, int] = {
-    "highs": pb.MPModelRequest.HIGHS_MIXED_INTEGER_PROGRAMMING,
-    "scip": pb.MPModelRequest.SCIP_MIXED_INTEGER_PROGRAMMING,
-    "cp_sat": pb.MPModelRequest.SAT_INTEGER_PROGRAMMING,
+LpBackend = Backend | str
+"""A MIP back-end, or ``"glop"``/``"highs_lp"`` for pure LPs."""
+
+_SOLVER_TYPES: dict[str, int] = {
+    "highs": parameters_pb2.SOLVER_TYPE_HIGHS,
+    "scip": parameters_pb2.SOLVER_TYPE_GSCIP,
+    "glop": parameters_pb2.SOLVER_TYPE_GLOP,
+    "highs_lp": parameters_pb2.SOLVER_TYPE_HIGHS,
 }
-_LP_SOLVER = pb.MPModelRequest.GLOP_LINEAR_PROGRAMMING
+WATCHDOG_GRACE_S = 1.0
+"""Seconds past the time limit after which the watchdog interrupts the back-end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +82,7 @@ class LinearProgram:
         self.row_lo: list[float] = []
         self.row_hi: list[float] = []
         self.row_name: list[str] = []
+        self.lazy: list[bool] = []
         self.offset = 0.0
 
     @property
@@ -93,6 +119,7 @@ class LinearProgram:
         lo: float = -INF,
         hi: float = INF,
         name: str = "",
+        lazy: bool = False,
     ) -> int:
         """Add ``lo <= Σ coef·x[idx] <= hi`` and return its row index."""
         self.row_idx.append(list(idx))
@@ -100,103 +127,193 @@ class LinearProgram:
         self.row_lo.append(lo)
         self.row_hi.append(hi)
         self.row_name.append(name)
+        self.lazy.append(lazy)
         return len(self.row_lo) - 1
+
+    def activity(self, values: NDArray[np.float64], row: int) -> float:
+        """``Σ coef·x`` of ``row`` at ``values``."""
+        idx = self.row_idx[row]
+        return float(np.dot(values[idx], self.row_coef[row])) if idx else 0.0
+
+    def violated(self, values: NDArray[np.float64], rows: Sequence[int], tol: float) -> list[int]:
+        """Rows among ``rows`` that ``values`` break by more than ``tol`` (relative)."""
+        out: list[int] = []
+        for r in rows:
+            act = self.activity(values, r)
+            lo, hi = self.row_lo[r], self.row_hi[r]
+            if act > hi + tol * max(1.0, abs(hi)) or act < lo - tol * max(1.0, abs(lo)):
+                out.append(r)
+        return out
+
+    def objective_at(self, values: NDArray[np.float64]) -> float:
+        """Objective value at ``values``."""
+        return float(np.dot(np.asarray(self.obj), values)) + self.offset
 
     def to_proto(
         self,
+        rows: Sequence[int],
         *,
-        fixed: dict[int, float] | None = None,
         relax: bool = False,
-    ) -> pb.MPModelProto:
-        """The model as a proto; ``fixed`` pins variables, ``relax`` drops integrality."""
-        model = pb.MPModelProto()
-        fixed = fixed or {}
-        for j in range(self.num_vars):
-            v = model.variable.add()
-            if j in fixed:
-                v.lower_bound = v.upper_bound = fixed[j]
-            else:
-                v.lower_bound = self.lb[j]
-                v.upper_bound = self.ub[j]
-            v.objective_coefficient = self.obj[j]
-            v.is_integer = self.integer[j] and not relax
-        for r in range(self.num_rows):
-            c = model.constraint.add()
-            c.var_index.extend(self.row_idx[r])
-            c.coefficient.extend(self.row_coef[r])
-            c.lower_bound = self.row_lo[r]
-            c.upper_bound = self.row_hi[r]
-        model.objective_offset = self.offset
+        lb: NDArray[np.float64] | None = None,
+        ub: NDArray[np.float64] | None = None,
+    ) -> model_pb2.ModelProto:
+        """The model over ``rows`` as a MathOpt proto; ``relax`` drops integrality.
+
+        ``lb``/``ub`` override the variable bounds (fixing integers for the dual LP, or the
+        bounded sub-MIP of the rounding heuristic). Variable and row ids are the indices used
+        here, so solutions and duals map straight back.
+        """
+        n = self.num_vars
+        model = model_pb2.ModelProto()
+        v = model.variables
+        v.ids.extend(range(n))
+        v.lower_bounds.extend(self.lb if lb is None else lb.tolist())
+        v.upper_bounds.extend(self.ub if ub is None else ub.tolist())
+        v.integers.extend([False] * n if relax else self.integer)
+        obj = np.asarray(self.obj, dtype=np.float64)
+        nz = np.flatnonzero(obj)
+        model.objective.offset = self.offset
+        model.objective.linear_coefficients.ids.extend(nz.tolist())
+        model.objective.linear_coefficients.values.extend(obj[nz].tolist())
+        rows = sorted(rows)
+        cons = model.linear_constraints
+        cons.ids.extend(rows)
+        cons.lower_bounds.extend(self.row_lo[r] for r in rows)
+        cons.upper_bounds.extend(self.row_hi[r] for r in rows)
+        lengths = [len(self.row_idx[r]) for r in rows]
+        total = sum(lengths)
+        row_ids = np.repeat(np.asarray(rows, dtype=np.int64), lengths)
+        cols = np.fromiter((c for r in rows for c in self.row_idx[r]), np.int64, total)
+        coef = np.fromiter((c for r in rows for c in self.row_coef[r]), np.float64, total)
+        order = np.lexsort((cols, row_ids))
+        row_ids, cols, coef = row_ids[order], cols[order], coef[order]
+        # Merge duplicate (row, col) entries: MathOpt requires a strictly sorted matrix.
+        if total:
+            keep = np.ones(total, dtype=bool)
+            keep[1:] = (row_ids[1:] != row_ids[:-1]) | (cols[1:] != cols[:-1])
+            group = np.cumsum(keep) - 1
+            coef = np.bincount(group, weights=coef).astype(np.float64)
+            row_ids, cols = row_ids[keep], cols[keep]
+        mat = model.linear_constraint_matrix
+        mat.row_ids.extend(row_ids.tolist())
+        mat.column_ids.extend(cols.tolist())
+        mat.coefficients.extend(coef.tolist())
         return model
 
     def solve(
         self,
-        backend: Backend,
+        backend: LpBackend,
+        rows: Sequence[int],
         *,
         time_limit_s: float,
-        relative_gap: float,
-        threads: int,
-        seed: int,
+        relative_gap: float = 0.0,
+        threads: int = 1,
+        seed: int = 0,
+        relax: bool = False,
+        lb: NDArray[np.float64] | None = None,
+        ub: NDArray[np.float64] | None = None,
+        hint: NDArray[np.float64] | None = None,
     ) -> LpResult:
-        """Solve the MIP with ``backend``; deterministic for fixed threads and seed."""
-        params = _params(backend, relative_gap=relative_gap, threads=threads, seed=seed)
-        request = pb.MPModelRequest(
-            model=self.to_proto(),
-            solver_type=_SOLVER_TYPES[backend],
-            solver_time_limit_seconds=time_limit_s,
-            solver_specific_parameters=params,
+        """Solve over ``rows`` with ``backend``; deterministic for fixed threads and seed."""
+        model = self.to_proto(rows, relax=relax, lb=lb, ub=ub)
+        params = _params(backend, time_limit_s, relative_gap, threads, seed)
+        model_params = model_parameters_pb2.ModelSolveParametersProto()
+        if hint is not None:
+            h = model_params.solution_hints.add()
+            h.variable_values.ids.extend(range(self.num_vars))
+            h.variable_values.values.extend(hint.tolist())
+        return _run(
+            model, backend, params, model_params, time_limit_s, self.num_vars, self.num_rows
         )
-        return _run(request, self.num_vars, self.num_rows)
-
-    def solve_lp_fixed(self, fixed: dict[int, float], time_limit_s: float) -> LpResult:
-        """Solve the LP with ``fixed`` variables pinned (integrality dropped): duals = prices."""
-        request = pb.MPModelRequest(
-            model=self.to_proto(fixed=fixed, relax=True),
-            solver_type=_LP_SOLVER,
-            solver_time_limit_seconds=time_limit_s,
-        )
-        return _run(request, self.num_vars, self.num_rows)
 
 
-def _params(backend: Backend, *, relative_gap: float, threads: int, seed: int) -> str:
-    if backend == "highs":
-        return (
-            f"output_flag=false\nmip_rel_gap={relative_gap}\nthreads={threads}\n"
-            f"random_seed={seed}\n"
-        )
+def _params(
+    backend: LpBackend, time_limit_s: float, gap: float, threads: int, seed: int
+) -> parameters_pb2.SolveParametersProto:
+    params = parameters_pb2.SolveParametersProto()
+    params.time_limit.FromNanoseconds(int(time_limit_s * 1e9))
+    params.enable_output = False
+    if backend in ("highs", "scip"):
+        params.relative_gap_tolerance = gap
+        params.absolute_gap_tolerance = 1e-6
+        params.random_seed = seed
     if backend == "scip":
-        return (
-            f"limits/gap = {relative_gap}\nrandomization/randomseedshift = {seed}\n"
-            "display/verblevel = 0\n"
-        )
-    return (
-        f"relative_gap_limit: {relative_gap} num_workers: {threads} random_seed: {seed} "
-        "log_search_progress: false"
-    )
+        params.threads = threads
+    # HiGHS takes its thread count from its globals (MathOpt refuses ``threads``); its MIP
+    # search runs on one thread, so it is deterministic for a fixed seed regardless.
+    return params
 
 
-def _run(request: pb.MPModelRequest, n_vars: int, n_rows: int) -> LpResult:
-    response = pb.MPSolutionResponse()
+def _run(
+    model: model_pb2.ModelProto,
+    backend: LpBackend,
+    params: parameters_pb2.SolveParametersProto,
+    model_params: model_parameters_pb2.ModelSolveParametersProto,
+    time_limit_s: float,
+    n_vars: int,
+    n_rows: int,
+) -> LpResult:
+    interrupter = solve_interrupter.SolveInterrupter()
+    # Only HiGHS needs the watchdog (SCIP and GLOP keep their limits; gSCIP's interrupt hook
+    # also logs spurious event-handler errors).
+    use_watchdog = backend in ("highs", "highs_lp")
+    watchdog = threading.Timer(time_limit_s + WATCHDOG_GRACE_S, interrupter.interrupt)
+    watchdog.daemon = True
     start = time.perf_counter()
-    pywraplp.Solver.SolveWithProto(request, response)
+    if use_watchdog:
+        watchdog.start()
+    try:
+        res: result_pb2.SolveResultProto = mathopt_solver.solve(
+            model,
+            _SOLVER_TYPES[backend],
+            parameters_pb2.SolverInitializerProto(),
+            params,
+            model_params,
+            None,
+            callback_pb2.CallbackRegistrationProto(),
+            None,
+            interrupter.pybind_interrupter if use_watchdog else None,
+        )
+    except StatusNotOk as exc:
+        # A back-end error (e.g. a rejected hint) is "no solution" for the caller, who then
+        # falls back to the next stage or reports a SolverFailure naming it.
+        res = result_pb2.SolveResultProto()
+        res.termination.reason = result_pb2.TERMINATION_REASON_OTHER_ERROR
+        res.termination.detail = str(exc)
+    finally:
+        watchdog.cancel()
     elapsed = time.perf_counter() - start
-    status = pb.MPSolverResponseStatus.Name(response.status)
-    has = response.status in (pb.MPSOLVER_OPTIMAL, pb.MPSOLVER_FEASIBLE) and (
-        len(response.variable_value) == n_vars
-    )
-    values = np.asarray(response.variable_value, dtype=np.float64) if has else np.zeros(n_vars)
-    duals = (
-        np.asarray(response.dual_value, dtype=np.float64)
-        if len(response.dual_value) == n_rows
-        else np.zeros(n_rows)
-    )
-    bound = response.best_objective_bound if has else -INF
+    reason = result_pb2.TerminationReasonProto.Name(res.termination.reason)
+    status = reason.removeprefix("TERMINATION_REASON_").lower()
+    if res.termination.reason == result_pb2.TERMINATION_REASON_OTHER_ERROR:
+        status += f" ({res.termination.detail})"
+    values = np.zeros(n_vars)
+    duals = np.zeros(n_rows)
+    has = False
+    objective = INF
+    for sol in res.solutions:
+        if not sol.HasField("primal_solution"):
+            continue
+        primal = sol.primal_solution
+        if primal.feasibility_status != 2:  # SOLUTION_STATUS_FEASIBLE
+            continue
+        ids = np.asarray(primal.variable_values.ids, dtype=np.int64)
+        values[ids] = np.asarray(primal.variable_values.values, dtype=np.float64)
+        objective = primal.objective_value
+        has = True
+        if sol.HasField("dual_solution"):
+            d_ids = np.asarray(sol.dual_solution.dual_values.ids, dtype=np.int64)
+            duals[d_ids] = np.asarray(sol.dual_solution.dual_values.values, dtype=np.float64)
+        break
+    bound = res.termination.objective_bounds.dual_bound if has else -INF
+    if not math.isfinite(bound):
+        bound = -INF
     return LpResult(
         status=status,
         has_solution=has,
         values=values,
         duals=duals,
-        objective=response.objective_value if has else INF,
+        objective=objective,
         best_bound=bound,
         wall_time_s=elapsed,
     )

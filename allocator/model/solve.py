@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,8 +13,8 @@ from allocator.demand import stream_requirements
 from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
-from allocator.model.build import Built, build_model
-from allocator.model.lp import LpResult
+from allocator.model.build import Built, Line, build_model, cover_value, with_aux
+from allocator.model.lp import LinearProgram, LpResult
 from allocator.plan import (
     Assignment,
     CapacityChange,
@@ -29,40 +31,277 @@ from allocator.plan import (
 TINY = 1e-9
 
 
+LP_BACKEND = "highs_lp"
+"""LP relaxation solver (HiGHS dual simplex: several times faster than GLOP here)."""
+DUAL_BACKEND = "glop"
+"""Solver of the integer-fixed LP whose duals are the shadow prices."""
+HEURISTIC_SHARE = 0.35
+"""Share of the remaining time the rounding sub-MIP may use before the full search."""
+LAZY_TOL = 1e-6
+MAX_LAZY_ROUNDS = 4
+DEFINITIONS = frozenset({"outsourced_total"})
+"""Lazy rows that only define sum variables: never "broken", added with the rows using them."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Best plan values found, the bound proven, and how they were found."""
+
+    values: NDArray[np.float64]
+    objective: float
+    bound: float
+    status: str
+    solve_time_s: float
+    stages: list[str]
+    rows: list[int]
+    """Rows in the final model (every non-lazy row and the lazy rows that were needed)."""
+
+
+def _rens_bounds(
+    built: Built, relaxed: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
+    """Boxes around the LP values for the rounding sub-MIP (RENS); also: is the LP integral?
+
+    Integers are boxed to ``[floor, ceil]`` of their LP value, except levels of providers with
+    a minimum: the LP happily engages them below it (``e`` fractional), so their levels may
+    also drop to their lower bound or rise to the minimum. Binaries stay free — they follow
+    the levels.
+    """
+    lp = built.lp
+    lb = np.asarray(lp.lb, dtype=np.float64)
+    ub = np.asarray(lp.ub, dtype=np.float64)
+    ints = np.asarray(lp.integer, dtype=bool)
+    x = relaxed[ints]
+    integral = bool(np.all(np.abs(x - np.round(x)) < 1e-6))
+    for line in built.lines:
+        c = built.problem.providers[line.provider].contract
+        need = math.ceil(c.min_fte / line.block - 1e-9) if c.min_fte > 0 else 0
+        for v in sorted({v for v in line.n if v is not None}):
+            lo = math.floor(relaxed[v] + 1e-6)
+            hi = math.ceil(relaxed[v] - 1e-6)
+            if need:
+                lo, hi = int(lp.lb[v]), max(hi, need)
+            lb[v] = max(lp.lb[v], lo)
+            ub[v] = min(lp.ub[v], max(hi, lb[v]))
+    return lb, ub, integral
+
+
+def _rounded_bounds(
+    built: Built, relaxed: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Levels rounded up from the LP and fixed, except inside lead-time/notice windows.
+
+    Rounding a level up keeps every assignment of the LP feasible. A provider with a minimum
+    whose rounded total is positive but below it is lifted to the minimum when the LP used at
+    least half of it, else released (when its bounds allow); rounded totals above the contract
+    maximum are cut back block by block. Window levels and all binaries stay free (their rows
+    tie them to neighbours), so the back-end's presolve settles them in a tiny search.
+    """
+    lp = built.lp
+    lb = np.asarray(lp.lb, dtype=np.float64)
+    ub = np.asarray(lp.ub, dtype=np.float64)
+    req = built.problem.request
+    by_provider: dict[int, list[Line]] = {}
+    for line in built.lines:
+        by_provider.setdefault(line.provider, []).append(line)
+    for j, lines in sorted(by_provider.items()):
+        c = built.problem.providers[j].contract
+        window = max(
+            req.hours_to_periods(c.ramp_up_hours), req.hours_to_periods(c.ramp_down_notice_hours)
+        )
+        for start, _end in built.segments.get(j, ()):
+            if start < window:
+                continue
+            vs = [(ln, ln.n[start]) for ln in lines]
+            free = [(ln, v) for ln, v in vs if v is not None]
+            if not free:
+                continue
+            n: dict[int, float] = {
+                v: min(lp.ub[v], max(lp.lb[v], math.ceil(relaxed[v] - 1e-6))) for _, v in free
+            }
+            const = sum(ln.fixed[start] for ln, v in vs if v is None)
+            lp_total = sum(relaxed[v] * ln.block for ln, v in free) + const
+
+            def total() -> float:
+                return float(sum(n[v] * ln.block for ln, v in free) + const)  # noqa: B023
+
+            if c.min_fte > 0 and 1e-9 < total() < c.min_fte - 1e-9:
+                if lp_total >= c.min_fte / 2:
+                    _ln, v = max(free, key=lambda lv: relaxed[lv[1]])
+                    while total() < c.min_fte - 1e-9 and n[v] < lp.ub[v]:
+                        n[v] += 1
+                else:
+                    for _, v in free:
+                        n[v] = lp.lb[v]
+            for _ln, v in sorted(free, key=lambda lv: relaxed[lv[1]] - math.floor(relaxed[lv[1]])):
+                while total() > c.max_fte + 1e-9 and n[v] > lp.lb[v]:
+                    n[v] -= 1
+            for _, v in free:
+                lb[v] = ub[v] = n[v]
+    return lb, ub
+
+
+def optimise(built: Built, opts: SolverOptions) -> Outcome:
+    """LP relaxation → rounding sub-MIP (RENS) → full MIP warm-started with it; lazy rows.
+
+    Why this order: the LP relaxation is cheap and its bound is valid; the sub-MIP with every
+    integer boxed to the floor/ceiling of its LP value is small, so the back-end finds a good
+    plan in a fraction of the time its own search needs at the M and L sizes (HiGHS otherwise
+    spends its budget in root cut rounds with only a feasibility-jump incumbent). That plan is
+    the hint of the full search, which improves it and proves the gap. Lazy rows (dense horizon
+    rows) join the model only when a solution breaks them, and then the round repeats; a
+    solution that satisfies them is feasible for the full model, and bounds from fewer rows are
+    valid bounds for it.
+    """
+    lp = built.lp
+    start = time.perf_counter()
+    deadline = start + opts.time_limit_s
+    ints = np.asarray(lp.integer, dtype=bool)
+    rows = [r for r in range(lp.num_rows) if not lp.lazy[r]]
+    waiting = [r for r in range(lp.num_rows) if lp.lazy[r]]
+    stages: list[str] = []
+    best: LpResult | None = None
+    bound = -math.inf
+
+    def left() -> float:
+        return max(0.05, deadline - time.perf_counter())
+
+    def mip(**kw: object) -> LpResult:
+        return lp.solve(
+            opts.backend,
+            rows,
+            relative_gap=opts.relative_gap,
+            threads=opts.threads,
+            seed=opts.seed,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def broken(values: NDArray[np.float64]) -> list[int]:
+        checked = [r for r in waiting if lp.row_name[r] not in DEFINITIONS]
+        return lp.violated(with_aux(built, values), checked, LAZY_TOL)
+
+    for _ in range(MAX_LAZY_ROUNDS):
+        best, bound = None, -math.inf
+        relaxed = lp.solve(LP_BACKEND, rows, time_limit_s=left(), relax=True)
+        stages.append(_stage("lp", relaxed))
+        if relaxed.has_solution:
+            cut = broken(relaxed.values)
+            if cut:
+                _activate(lp, rows, waiting, cut)
+                continue
+            if relaxed.status == "optimal":
+                bound = relaxed.objective
+            lb, ub, integral = _rens_bounds(built, relaxed.values)
+            if integral and relaxed.status == "optimal":
+                best = relaxed
+            else:
+                rlb, rub = _rounded_bounds(built, relaxed.values)
+                rounded = mip(time_limit_s=left(), lb=rlb, ub=rub)
+                stages.append(_stage("round", rounded))
+                if rounded.has_solution:
+                    best = rounded
+            if best is not None and _gap(best.objective, bound) > opts.relative_gap:
+                # Widen the box to hold the incumbent, so it is a valid hint for the sub-MIP.
+                lb = np.minimum(lb, np.round(best.values) * ints + best.values * ~ints)
+                ub = np.maximum(ub, np.round(best.values) * ints + best.values * ~ints)
+                heur = mip(time_limit_s=left() * HEURISTIC_SHARE, lb=lb, ub=ub, hint=best.values)
+                stages.append(_stage("rens", heur))
+                if heur.has_solution and heur.objective < best.objective:
+                    best = heur
+        if best is None or _gap(best.objective, bound) > opts.relative_gap:
+            hint = best.values if best is not None else None
+            full = mip(time_limit_s=left(), hint=hint)
+            stages.append(_stage("mip", full))
+            if full.has_solution and (best is None or full.objective <= best.objective):
+                best = full
+            if full.has_solution or full.status == "no_solution_found":
+                bound = max(bound, full.best_bound)
+        if best is None:
+            break
+        cut = broken(best.values)
+        if not cut:
+            break
+        _activate(lp, rows, waiting, cut)
+    elapsed = time.perf_counter() - start
+    if best is None or broken(best.values):
+        raise SolverFailure(
+            f"{opts.backend} found no plan after {elapsed:.2f}s "
+            f"(time limit {opts.time_limit_s}s; stages {', '.join(stages)})"
+        )
+    bound = min(bound, best.objective)
+    gap = _gap(best.objective, bound)
+    status = "optimal" if gap <= max(opts.relative_gap, 1e-9) else "feasible"
+    return Outcome(
+        with_aux(built, best.values), best.objective, bound, status, elapsed, stages, rows
+    )
+
+
+def _stage(name: str, res: LpResult) -> str:
+    """One line of the solve log: stage, status, objective, time."""
+    obj = f"{res.objective:,.0f}" if res.has_solution else "-"
+    return f"{name}:{res.status}:{obj}:{res.wall_time_s:.2f}s"
+
+
+def _gap(objective: float, bound: float) -> float:
+    if not math.isfinite(bound):
+        return math.inf
+    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
+
+
+def _activate(lp: LinearProgram, rows: list[int], waiting: list[int], broken: list[int]) -> None:
+    """Move violated lazy rows (and the definitions they rest on) into the model."""
+    names = {lp.row_name[r] for r in broken}
+    add = set(broken)
+    if "concentration_cap" in names:
+        add |= {r for r in waiting if lp.row_name[r] == "outsourced_total"}
+    rows.extend(sorted(add))
+    rows.sort()
+    waiting[:] = [r for r in waiting if r not in add]
+
+
 def solve(problem: AllocationProblem, options: SolverOptions | None = None) -> Plan:
     """Optimal (to ``options.relative_gap``) plan for ``problem``.
 
     Shortfalls never make the model infeasible: they are priced (SLA penalty, unmet work,
     budget overrun) and named in ``plan.explanation.relaxations``. A time limit returns the best
-    plan found with its gap; no plan at all raises :class:`SolverFailure`.
+    plan found with its gap; no plan at all raises :class:`SolverFailure`. The ``cp_sat``
+    back-end is refused (SolverFailure): its conversion of this model's continuous variables
+    returned plans far from optimal while claiming optimality, which this package never does.
     """
     opts = options or SolverOptions()
+    if opts.backend == "cp_sat":
+        raise SolverFailure(
+            "cp_sat is not a supported back-end for the allocation MIP: its scaling of "
+            "continuous variables gives wrong optima here; use 'highs' or 'scip'"
+        )
     start = time.perf_counter()
     reqs = stream_requirements(problem)
     built = build_model(problem, reqs)
     build_time = time.perf_counter() - start
-    res = built.lp.solve(
-        opts.backend,
-        time_limit_s=opts.time_limit_s,
-        relative_gap=opts.relative_gap,
-        threads=opts.threads,
-        seed=opts.seed,
-    )
-    if not res.has_solution:
-        raise SolverFailure(
-            f"{opts.backend} returned {res.status} without a solution "
-            f"after {res.wall_time_s:.2f}s (time limit {opts.time_limit_s}s)"
-        )
-    values = res.values.copy()
-    fixed = {j: float(round(values[j])) for j in range(built.lp.num_vars) if built.lp.integer[j]}
-    for j, v in fixed.items():
-        values[j] = v
+    out = optimise(built, opts)
+    values = out.values.copy()
+    ints = np.asarray(built.lp.integer, dtype=bool)
+    values[ints] = np.round(values[ints])
     duals: NDArray[np.float64] | None = None
     if opts.compute_marginals:
-        lp = built.lp.solve_lp_fixed(fixed, opts.time_limit_s)
-        if lp.status == "MPSOLVER_OPTIMAL":
+        lb = np.asarray(built.lp.lb, dtype=np.float64)
+        ub = np.asarray(built.lp.ub, dtype=np.float64)
+        lb[ints] = ub[ints] = values[ints]
+        lp = built.lp.solve(
+            DUAL_BACKEND, out.rows, time_limit_s=opts.time_limit_s, relax=True, lb=lb, ub=ub
+        )
+        if lp.status == "optimal":
             duals = lp.duals
     sol = Solution(values=values, duals=duals)
+    res = LpResult(
+        status=out.status,
+        has_solution=True,
+        values=values,
+        duals=duals if duals is not None else np.zeros(built.lp.num_rows),
+        objective=out.objective,
+        best_bound=out.bound,
+        wall_time_s=out.solve_time_s,
+    )
     return read_plan(built, sol, res, opts.backend, build_time)
 
 
@@ -72,7 +311,7 @@ def _stats(built: Built, res: LpResult, backend: str, build_time: float) -> Solv
     gap = abs(obj - bound) / max(abs(obj), 1e-9)
     return SolverStats(
         backend=backend,
-        status="optimal" if res.status == "MPSOLVER_OPTIMAL" else "feasible",
+        status="optimal" if res.status == "optimal" else "feasible",
         objective=obj,
         best_bound=bound,
         gap=gap,
@@ -90,9 +329,10 @@ def _assignments(built: Built, v: NDArray[np.float64]) -> list[Assignment]:
     for cls in built.classes:
         covers: dict[int, dict[int, float]] = {}
         for i in cls.streams:
-            for t, c in enumerate(built.cover[i]):
-                if c is not None and v[c] > TINY:
-                    covers.setdefault(t, {})[i] = float(v[c])
+            for t in range(p.request.horizon_periods):
+                c = cover_value(built, v, i, t)
+                if c > TINY:
+                    covers.setdefault(t, {})[i] = c
         for (j, t), var in sorted(cls.x.items()):
             _split(out, covers.get(t, {}), float(v[var]), t, p.teams[j].id, "team", p)
         for (j, t), var in sorted(cls.y.items()):
@@ -142,8 +382,7 @@ def _service(built: Built, v: NDArray[np.float64]) -> list[StreamService]:
     for i, stream in enumerate(p.streams):
         req = built.reqs[i]
         for t in range(p.request.horizon_periods):
-            c = built.cover[i][t]
-            staffed = float(v[c]) if c is not None else 0.0
+            staffed = cover_value(built, v, i, t)
             need = req.required_fte[t]
             out.append(
                 StreamService(
