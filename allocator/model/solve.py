@@ -35,8 +35,6 @@ LP_BACKEND = "highs_lp"
 """LP relaxation solver (HiGHS dual simplex: several times faster than GLOP here)."""
 DUAL_BACKEND = "glop"
 """Solver of the integer-fixed LP whose duals are the shadow prices."""
-HEURISTIC_SHARE = 0.35
-"""Share of the remaining time the rounding sub-MIP may use before the full search."""
 LAZY_TOL = 1e-6
 MAX_LAZY_ROUNDS = 4
 DEFINITIONS = frozenset({"outsourced_total"})
@@ -57,33 +55,11 @@ class Outcome:
     """Rows in the final model (every non-lazy row and the lazy rows that were needed)."""
 
 
-def _rens_bounds(
-    built: Built, relaxed: NDArray[np.float64]
-) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
-    """Boxes around the LP values for the rounding sub-MIP (RENS); also: is the LP integral?
-
-    Integers are boxed to ``[floor, ceil]`` of their LP value, except levels of providers with
-    a minimum: the LP happily engages them below it (``e`` fractional), so their levels may
-    also drop to their lower bound or rise to the minimum. Binaries stay free — they follow
-    the levels.
-    """
-    lp = built.lp
-    lb = np.asarray(lp.lb, dtype=np.float64)
-    ub = np.asarray(lp.ub, dtype=np.float64)
-    ints = np.asarray(lp.integer, dtype=bool)
-    x = relaxed[ints]
-    integral = bool(np.all(np.abs(x - np.round(x)) < 1e-6))
-    for line in built.lines:
-        c = built.problem.providers[line.provider].contract
-        need = math.ceil(c.min_fte / line.block - 1e-9) if c.min_fte > 0 else 0
-        for v in sorted({v for v in line.n if v is not None}):
-            lo = math.floor(relaxed[v] + 1e-6)
-            hi = math.ceil(relaxed[v] - 1e-6)
-            if need:
-                lo, hi = int(lp.lb[v]), max(hi, need)
-            lb[v] = max(lp.lb[v], lo)
-            ub[v] = min(lp.ub[v], max(hi, lb[v]))
-    return lb, ub, integral
+def _integral(built: Built, values: NDArray[np.float64]) -> bool:
+    """True when every integer variable of the LP solution is integral (then it is optimal)."""
+    ints = np.asarray(built.lp.integer, dtype=bool)
+    x = values[ints]
+    return bool(np.all(np.abs(x - np.round(x)) < 1e-6))
 
 
 def _rounded_bounds(
@@ -142,13 +118,14 @@ def _rounded_bounds(
 
 
 def optimise(built: Built, opts: SolverOptions) -> Outcome:
-    """LP relaxation → rounding sub-MIP (RENS) → full MIP warm-started with it; lazy rows.
+    """LP relaxation → rounded plan → full MIP warm-started with it; lazy rows.
 
-    Why this order: the LP relaxation is cheap and its bound is valid; the sub-MIP with every
-    integer boxed to the floor/ceiling of its LP value is small, so the back-end finds a good
-    plan in a fraction of the time its own search needs at the M and L sizes (HiGHS otherwise
-    spends its budget in root cut rounds with only a feasibility-jump incumbent). That plan is
-    the hint of the full search, which improves it and proves the gap. Lazy rows (dense horizon
+    Why this order: the LP relaxation is cheap and its bound is valid; rounding its levels up
+    and fixing them leaves a tiny MIP, so a good plan exists within about a second at M
+    (HiGHS on its own spends its budget in root cut rounds with only a feasibility-jump
+    incumbent 18× worse). That plan is the hint of the full search, which improves it and
+    proves the gap. (A RENS sub-MIP between the two was measured and dropped: at M and L it
+    never beat the rounded plan and took time from the full search.) Lazy rows (dense horizon
     rows) join the model only when a solution breaks them, and then the round repeats; a
     solution that satisfies them is feasible for the full model, and bounds from fewer rows are
     valid bounds for it.
@@ -156,7 +133,6 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     lp = built.lp
     start = time.perf_counter()
     deadline = start + opts.time_limit_s
-    ints = np.asarray(lp.integer, dtype=bool)
     rows = [r for r in range(lp.num_rows) if not lp.lazy[r]]
     waiting = [r for r in range(lp.num_rows) if lp.lazy[r]]
     stages: list[str] = []
@@ -191,8 +167,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 continue
             if relaxed.status == "optimal":
                 bound = relaxed.objective
-            lb, ub, integral = _rens_bounds(built, relaxed.values)
-            if integral and relaxed.status == "optimal":
+            if _integral(built, relaxed.values) and relaxed.status == "optimal":
                 best = relaxed
             else:
                 rlb, rub = _rounded_bounds(built, relaxed.values)
@@ -200,14 +175,6 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 stages.append(_stage("round", rounded))
                 if rounded.has_solution:
                     best = rounded
-            if best is not None and _gap(best.objective, bound) > opts.relative_gap:
-                # Widen the box to hold the incumbent, so it is a valid hint for the sub-MIP.
-                lb = np.minimum(lb, np.round(best.values) * ints + best.values * ~ints)
-                ub = np.maximum(ub, np.round(best.values) * ints + best.values * ~ints)
-                heur = mip(time_limit_s=left() * HEURISTIC_SHARE, lb=lb, ub=ub, hint=best.values)
-                stages.append(_stage("rens", heur))
-                if heur.has_solution and heur.objective < best.objective:
-                    best = heur
         if best is None or _gap(best.objective, bound) > opts.relative_gap:
             hint = best.values if best is not None else None
             full = mip(time_limit_s=left(), hint=hint)
