@@ -17,6 +17,8 @@ Semantics follow the domain docs (``allocator/domain.py``):
 * inside the lead-time window a line may not rise except as the baseline rises (level ≤
   baseline); inside the notice window it may not fall except as the baseline falls (level ≥
   baseline) — this is also how pending changes are honoured;
+* a line's level is constant inside each of the provider's level segments
+  (``AllocationProblem.level_segments``: block starts, window ends, pending effective periods);
 * suspended providers have level 0 and no work from period 0 (no notice applies);
 * the core share, the concentration cap (over the horizon, on assigned FTE-hours) and the
   budget cap (overrun only as priced, reported slack) hold; unmet demand is reported.
@@ -173,7 +175,7 @@ def _check_assignments(problem: AllocationProblem, plan: Plan, out: list[Violati
 
 
 def _check_levels(problem: AllocationProblem, plan: Plan, out: list[Violation]) -> None:
-    """Min/max when engaged, blocks, lead time, notice, pending changes, suspension."""
+    """Min/max when engaged, blocks, level segments, lead time, notice, pending, suspension."""
     req = problem.request
     horizon = req.horizon_periods
     plan_levels = _levels(plan)
@@ -221,6 +223,20 @@ def _check_levels(problem: AllocationProblem, plan: Plan, out: list[Violation]) 
                 prev, prev_base = level, base[t]
         if not prov.active:
             continue
+        for start, end in problem.level_segments(prov.id):
+            for skill, levels in series.items():
+                for t in range(start + 1, end):
+                    if abs(levels[t] - levels[start]) > TOL:
+                        out.append(
+                            Violation(
+                                "level_segment",
+                                f"{prov.id}/{skill}",
+                                t,
+                                f"level {levels[t]} != {levels[start]} held since period {start} "
+                                f"(levels change only at block starts)",
+                            )
+                        )
+                        break
         for t in range(horizon):
             total = sum(series[s][t] for s in series)
             pinned = t < window and all(abs(series[s][t] - bases[s][t]) <= TOL for s in series)

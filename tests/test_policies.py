@@ -307,3 +307,17 @@ def test_restricted_never_offshore_in_any_plan(sound: tuple[AllocationProblem, P
     _, plan = sound
     assert not any(a.stream_id == "secure" and a.source_id == "cheap" for a in plan.assignments)
     assert not any(a.source_id == "gone" for a in plan.assignments)
+
+
+def test_level_change_inside_a_block_is_caught(sound: tuple[AllocationProblem, Plan]) -> None:
+    problem, plan = sound
+    segments = problem.level_segments("cheap")
+    start, _end = next((s, e) for s, e in segments if e - s > 1 and s >= 3)
+    t = start + 1
+    broken = with_levels(plan, "cheap", "net", {t: plan.level("cheap", "net", t) + 2.0})
+    found = check_plan(problem, broken)
+    assert any(
+        v.constraint == "level_segment" and v.entity == "cheap/net" and v.period == t for v in found
+    ), found
+    # A whole-block change at a block start is allowed.
+    assert not any(v.constraint == "level_segment" for v in check_plan(problem, plan))

@@ -307,11 +307,54 @@ class GreedyEngine:
 
         levels = {(p.providers[k[0]].id, k[1]): tuple(ln.levels) for k, ln in self.lines.items()}
         if fixed_levels is None:
-            levels = self._hold_through_dips(levels)
+            levels = self._hold_segments(self._hold_through_dips(levels))
+            # Assign again within the held levels: the per-period pass placed work on levels
+            # that may differ from the held ones (a cap cut), and idle held capacity is paid for.
+            again = GreedyEngine(self.p, self.reqs).run(fixed_levels=levels)
+            for sid, reasons in again.forced_by.items():
+                forced.setdefault(sid, set()).update(reasons)
+            return Allocation(
+                again.assignments,
+                levels,
+                {sid: tuple(sorted(why)) for sid, why in sorted(forced.items())},
+            )
         out = self._trim_concentration(out)
         return Allocation(
             out, levels, {sid: tuple(sorted(why)) for sid, why in sorted(forced.items())}
         )
+
+    def _hold_segments(
+        self, levels: dict[LineKey, tuple[float, ...]]
+    ) -> dict[LineKey, tuple[float, ...]]:
+        """Each line's level held constant over the provider's level segments, at its peak.
+
+        Contracts change levels only at block starts (``AllocationProblem.level_segments``), so a
+        planner sizes each block for its busiest period. Holding the per-line maximum keeps every
+        per-period rule the first pass honoured: inside the lead-time window levels only fall
+        within a segment (the maximum is the segment's first level), inside the notice window
+        they only rise (the maximum is its last), whole blocks stay whole blocks, and a total
+        that reached the contract minimum in one period keeps it. Only the contract maximum can
+        break (lines peaking at different periods); then the largest lines are cut block by
+        block, never below their lowest level of the segment (inside a notice window that is
+        what the notice allows; outside the windows it is 0 or more).
+        """
+        p = self.p
+        out = {k: list(v) for k, v in levels.items()}
+        for j, prov in enumerate(p.providers):
+            keys = [(prov.id, r.skill) for r in prov.contract.rates]
+            c = prov.contract
+            for start, end in p.level_segments(prov.id):
+                floor = {k: min(out[k][start:end]) for k in keys}
+                held = {k: max(out[k][start:end]) for k in keys}
+                for k in sorted(keys, key=lambda k: (-held[k], k)):
+                    block = self.lines[(j, k[1])].block
+                    while (
+                        sum(held.values()) > c.max_fte + EPS and held[k] - block >= floor[k] - EPS
+                    ):
+                        held[k] -= block
+                for k in keys:
+                    out[k][start:end] = [held[k]] * (end - start)
+        return {k: tuple(v) for k, v in out.items()}
 
     def _fix_minimums(
         self,
