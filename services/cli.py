@@ -68,8 +68,12 @@ def _settings(
 
 @app.callback()
 def _main(
-    log_json: Annotated[bool, typer.Option("--log-json", help="Logs as JSON lines.")] = False,
-    log_level: Annotated[str, typer.Option("--log-level")] = "WARNING",
+    log_json: Annotated[
+        bool, typer.Option("--log-json", envvar="FLEXFORCE_LOG_JSON", help="Logs as JSON lines.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", envvar="FLEXFORCE_LOG_LEVEL")
+    ] = "WARNING",
 ) -> None:
     configure_logging(json=log_json, level=log_level.upper())
 
