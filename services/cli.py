@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import DeadLetter, Event, InvalidEvent
+from schemas.topics import ALL_TOPICS, capacity_requests_spec
 from services.config import ClientProfile, Settings
 from services.eventfile import EventFileError, RawRecord, read_event_file
 from services.kafka import (
@@ -116,13 +117,16 @@ def topics_create(
 
 @topics_app.command("list")
 def topics_list() -> None:
-    """Print the topic table (logical names, keys, events)."""
+    """Print the topic table (logical names, keys, events); every topic also has a .dlq."""
     table = Table("topic", "key", "event", "compacted", "partitions")
-    for spec in deployment_topics(["<provider_id>"]):
+    template = capacity_requests_spec("provider")
+    for spec in (*ALL_TOPICS, template):
+        name = spec.name.replace(".provider.", ".<provider_id>.")
         table.add_row(
-            spec.name, spec.key, spec.event.event_type, str(spec.compacted), str(spec.partitions)
+            name, spec.key, spec.event.event_type, str(spec.compacted), str(spec.partitions)
         )
     console.print(table)
+    console.print("and <topic>.dlq for each: dead letters keyed by the original key")
 
 
 async def _publish_file(
