@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from allocator import InvalidInput
 from schemas import DeadLetterStage, Event
-from services.domain import DomainProcessor, Inbound, PlannerConfig, TriggerKind
+from services.domain import DomainProcessor, Inbound, PlannerConfig
 from tests.test_domain_support import (
     DOMAIN,
     T0,
@@ -23,9 +23,12 @@ from tests.test_domain_support import (
     config,
     contract,
     hours,
+    logs,
+    plans,
     project,
     queue,
     team,
+    tick,
     volume,
 )
 
@@ -33,8 +36,18 @@ from tests.test_domain_support import (
 def ingest(
     proc: DomainProcessor, events: Sequence[Event]
 ) -> list[tuple[DeadLetterStage, str, str]]:
+    """Refusals of one batch: on arrival, or on application of what became final."""
     step = proc.ingest([Inbound(e, type(e).topic, 0, i) for i, e in enumerate(events)])
-    return [(stage, cls, reason) for _, stage, cls, reason in step.refused]
+    refused = list(step.refused)
+    while step.more:  # nothing plans here: pass over the stops
+        step = proc.ingest(())
+        refused += step.refused
+    return [(stage, cls, reason) for _, stage, cls, reason in refused]
+
+
+def settle(proc: DomainProcessor) -> list[tuple[DeadLetterStage, str, str]]:
+    """Make everything ingested so far final (event time moves on by the lateness)."""
+    return ingest(proc, [tick(proc.state.watermark, proc.config)])
 
 
 def fresh(**kw: object) -> DomainProcessor:
@@ -48,9 +61,11 @@ def test_duplicates_are_dropped_within_and_across_batches() -> None:
     proc = fresh()
     events = [queue(), volume(0, 10), volume(0, 10)]
     step = proc.ingest([Inbound(e, "t", 0, i) for i, e in enumerate(events)])
-    assert (step.applied, step.duplicates) == (2, 1)
+    assert (step.accepted, step.duplicates, step.applied, step.pending) == (2, 1, 0, 2)
     again = proc.ingest([Inbound(volume(0, 10), "t", 0, 9)])
-    assert (again.applied, again.duplicates, again.refused) == (0, 1, [])
+    assert (again.accepted, again.duplicates, again.refused) == (0, 1, [])
+    settle(proc)
+    assert proc.state.applied == 2  # queue and volume (the tick itself is not final yet)
     assert [o.arrivals for o in proc.state.demand.queues["sd"].open.values()] == [10]
 
 
@@ -58,6 +73,7 @@ def test_dedupe_memory_expires_in_event_time() -> None:
     proc = fresh(dedupe_window_minutes=120)
     ingest(proc, [queue()])
     ingest(proc, hours(0, 10, 5))
+    settle(proc)
     assert "queue-sd-" + T0.isoformat() not in proc.state.dedupe.seen
     assert len(proc.state.dedupe.seen) <= 4  # ids of the last 2 h (+ one prune period)
 
@@ -69,11 +85,23 @@ def test_late_observation_is_refused_with_watermark_and_lateness() -> None:
     proc = fresh(allowed_lateness_minutes=30)
     ingest(proc, [queue(), volume(0, 10), volume(5, 10)])  # watermark 06:00
     watermark = proc.state.watermark
-    refused = ingest(proc, [volume(2, 99, delay=timedelta(hours=5))])
+    # made at 04:00, arriving when the watermark is 06:00: more than 30 min of disorder
+    refused = ingest(proc, [volume(2, 99, delay=timedelta(hours=2))])
     ((stage, cls, reason),) = refused
     assert stage is DeadLetterStage.LATE and cls == "LateEvent"
     assert "30 min" in reason and watermark is not None and watermark.isoformat() in reason
     assert proc.state.watermark == watermark, "refused events never move the watermark"
+
+
+def test_a_report_after_its_interval_grace_is_refused_when_applied() -> None:
+    """In order on arrival (within the lateness), but made 5 h after its interval ended: the
+    grace (default: the lateness, 30 min) decides, by the report's own time."""
+    proc = fresh(allowed_lateness_minutes=30)
+    ingest(proc, [queue(), volume(0, 10), volume(5, 10)])
+    assert ingest(proc, [volume(2, 99, delay=timedelta(hours=6))]) == []  # buffered
+    ((stage, cls, reason),) = settle(proc)
+    assert stage is DeadLetterStage.LATE and cls == "LateEvent"
+    assert "interval grace (30 min)" in reason
 
 
 def test_an_observation_within_lateness_is_accepted_and_corrections_win_by_event_time() -> None:
@@ -81,6 +109,7 @@ def test_an_observation_within_lateness_is_accepted_and_corrections_win_by_event
     ingest(proc, [queue(), volume(0, 10)])
     ingest(proc, [volume(0, 12, delay=timedelta(minutes=90), event_id="fix")])
     ingest(proc, [volume(0, 11, delay=timedelta(minutes=70), event_id="older")])
+    settle(proc)
     q = proc.state.demand.queues["sd"]
     assert [o.arrivals for o in q.open.values()] == [12]
 
@@ -88,6 +117,7 @@ def test_an_observation_within_lateness_is_accepted_and_corrections_win_by_event
 def test_closed_intervals_feed_the_forecaster_with_gaps_as_zero() -> None:
     proc = fresh(allowed_lateness_minutes=0)
     ingest(proc, [queue(), volume(0, 10), volume(3, 30)])
+    settle(proc)
     q = proc.state.demand.queues["sd"]
     assert q.forecaster.n_seen == 4  # hours 0, 1 (zero), 2 (zero), 3
     assert q.forecaster.total == 40.0
@@ -98,6 +128,7 @@ def test_aht_is_smoothed_and_backlog_adds_to_the_first_period() -> None:
     proc = fresh(allowed_lateness_minutes=0, aht_alpha=0.5, backlog_periods=2)
     ingest(proc, [queue(aht_s=300), team()])
     ingest(proc, [volume(0, 10, aht_s=200), volume(1, 10, aht_s=400, backlog=8)])
+    settle(proc)
     assert proc.state.demand.aht_s("sd", 300) == pytest.approx(300.0)
     problem = proc.problem()
     (demand,) = problem.demand
@@ -115,7 +146,8 @@ def test_interval_mismatch_is_refused() -> None:
     proc = fresh()
     ingest(proc, [queue(), volume(0, 10)])
     odd = volume(1, 10).model_copy(update={"interval_minutes": 30, "id": "odd"})
-    ((stage, cls, _),) = ingest(proc, [odd])
+    assert ingest(proc, [odd]) == []
+    ((stage, cls, _),) = settle(proc)
     assert (stage, cls) == (DeadLetterStage.PROCESS, "IntervalMismatch")
 
 
@@ -139,6 +171,7 @@ def test_an_older_queue_update_arriving_later_does_not_resurrect_a_retired_queue
     proc = fresh()
     ingest(proc, [team(), queue(at=T0 + timedelta(hours=2), status="retired")])
     ingest(proc, [queue(at=T0 + timedelta(hours=1))])
+    settle(proc)
     assert proc.state.catalogue.active_queues() == []
     assert not proc.ready() and proc.due() is None
     with pytest.raises(InvalidInput, match="nothing to plan"):
@@ -149,6 +182,7 @@ def test_an_older_contract_arriving_later_does_not_overwrite_a_newer_one() -> No
     proc = fresh()
     ingest(proc, [queue(), contract("acme", 20.0, at=T0 + timedelta(hours=2))])
     ingest(proc, [contract("acme", 99.0, at=T0 + timedelta(hours=1))])
+    settle(proc)
     (provider,) = proc.problem().providers
     assert provider.contract.rates[0].tiers[0].rate_per_hour == 20.0
 
@@ -157,6 +191,7 @@ def test_a_future_roster_changes_team_fte_from_its_valid_from() -> None:
     proc = fresh()
     ingest(proc, [queue(), team(fte=5), team(fte=9, valid_from=T0 + timedelta(hours=10))])
     ingest(proc, [volume(0, 10)])
+    settle(proc)
     problem = proc.problem()
     (t,) = problem.teams
     first_new = problem.request.period_of(T0 + timedelta(hours=10))
@@ -166,25 +201,30 @@ def test_a_future_roster_changes_team_fte_from_its_valid_from() -> None:
 
 def test_suspended_or_expired_contracts_take_no_work() -> None:
     proc = fresh()
-    ingest(proc, [queue(), team(), contract("acme", 20.0, suspended=True)])
-    (provider,) = proc.problem().providers
-    assert provider.status == "suspended"
     expired = contract("old", 5.0).model_copy(
         update={"valid_until": T0 - timedelta(days=1), "id": "old-1"}
     )
-    ingest(proc, [expired])
+    ingest(proc, [queue(), team(), contract("acme", 20.0, suspended=True), expired])
+    settle(proc)
+    (provider,) = proc.problem().providers
+    assert provider.status == "suspended"
     assert "old" not in {p.id for p in proc.problem().providers}
 
 
 def test_projects_approved_only_spread_over_their_days_and_cancel_removes() -> None:
     proc = fresh()
     ingest(proc, [queue(), team(), project(hours_per_week=168.0, status="proposed")])
+    settle(proc)
     assert [s.id for s in proc.problem().streams] == ["sd"]
-    ingest(proc, [project(hours_per_week=168.0, at=T0 + timedelta(minutes=1))])
+    later = proc.state.watermark
+    assert later is not None
+    ingest(proc, [project(hours_per_week=168.0, at=later + timedelta(minutes=1))])
+    settle(proc)
     problem = proc.problem()
     demand = problem.demand_for("erp")
     assert demand.work_hours is not None and set(demand.work_hours) == {1.0}
-    ingest(proc, [project(at=T0 + timedelta(minutes=2), status="cancelled")])
+    ingest(proc, [project(at=later + timedelta(minutes=2), status="cancelled")])
+    settle(proc)
     assert [s.id for s in proc.problem().streams] == ["sd"]
 
 
@@ -210,6 +250,8 @@ def test_catalogue_is_order_independent(order: list[Event]) -> None:
     a, b = fresh(), fresh()
     ingest(a, [*_CATALOGUE, anchor])
     ingest(b, [*order, anchor])
+    settle(a)
+    settle(b)
     assert a.problem() == b.problem()
 
 
@@ -235,16 +277,30 @@ def test_as_of_is_the_watermark_rounded_up_to_a_period(
 
 
 def test_non_urgent_triggers_are_debounced_in_event_time_and_urgent_ones_are_not() -> None:
-    d = Driver.new(config(min_replan_minutes=180, replan_on_interval_close=True))
-    d.feed([queue(), team(), contract("acme", 20.0)])
+    """Catalogue at T0 plans once it is final (clock T0+1h). The interval [0h,1h) closes at
+    clock 3h (end + grace 1h + lateness 1h), inside the 3-hour debounce: no plan. An urgent
+    contract change made at 2h50 is final at 3h50 and plans right there."""
+    cfg = config(min_replan_minutes=180, replan_on_interval_close=True)
+    d = Driver.new(cfg)
+    d.feed([queue(), team(), contract("acme", 20.0), *hours(0, 3, 10)])
     first = d.proc.state.triggers.last_plan_at
-    assert first is not None  # the catalogue planned once
-    d.feed(hours(0, 2, 10))
-    assert d.proc.state.triggers.last_plan_at == first, "interval closes inside the debounce"
-    assert TriggerKind.INTERVAL_CLOSED in d.proc.state.triggers.marks
-    d.feed([contract("acme", 21.0, at=T0 + timedelta(hours=2, minutes=5))])
-    assert d.proc.state.triggers.last_plan_at == T0 + timedelta(hours=2, minutes=5)
+    assert first == T0 + timedelta(hours=1), "the catalogue planned once, when final"
+    d.feed([contract("acme", 21.0, at=T0 + timedelta(hours=2, minutes=50))])
+    out = d.feed(hours(3, 4, 10))
+    (plan,) = plans(out)
+    assert plan.time == T0 + timedelta(hours=3, minutes=50)
+    (applied,) = logs(out, "plan.applied")
+    assert applied.attrs["trigger"] == "contract_changed"
+    reasons = str(applied.attrs["reasons"]).split(",")
+    assert {"contract_changed", "interval_closed"} <= set(reasons)
     assert not d.proc.state.triggers.marks
+
+    # without the urgent change the debounced close plans when the debounce ends (a step of
+    # its own, not the next event)
+    quiet = Driver.new(cfg)
+    quiet.feed([queue(), team(), contract("acme", 20.0), *hours(0, 3, 10)])
+    (later,) = plans(quiet.feed(hours(3, 5, 10)))
+    assert later.time == first + timedelta(minutes=180)
 
 
 def test_staleness_triggers_a_plan_without_other_triggers() -> None:

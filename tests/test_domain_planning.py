@@ -6,15 +6,18 @@ policy for speed and the optimiser where the choice of provider matters.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from allocator import SolverOptions
 from allocator.policies import OptimiserPolicy
 from schemas import (
+    AllocationLogged,
     AllocationPlanned,
+    CapacityRequested,
     DeadLetterStage,
     Direction,
+    Event,
     LogLevel,
     ResponseStatus,
     SourceKind,
@@ -45,8 +48,30 @@ def spiked(**contract_kw: float) -> Driver:
     d.feed([queue(), team(), contract("cheap", 25.0, **terms), contract("pricey", 35.0, **terms)])
     d.feed_each(hours(0, 24, 10))
     assert requests(d.outputs) == [], "quiet demand is covered by the team"
-    d.feed_each(hours(24, 27, 200))
+    d.feed_each(hours(24, 29, 200))  # two spike intervals final and closed (grace + lateness)
     return d
+
+
+def now(d: Driver) -> datetime:
+    """A live provider's clock: 10 minutes after the newest event time the domain has seen
+    (requests go out when the domain is there, about one lateness after their own time)."""
+    seen = d.proc.state.watermark
+    assert seen is not None
+    return seen + timedelta(minutes=10)
+
+
+def answer(
+    d: Driver, request: CapacityRequested, status: ResponseStatus, *, plan: bool = True, **kw: Any
+) -> list[Event]:
+    """The provider answers (see :func:`now`) and event time moves on until the answer is
+    final. Returns the outputs of both batches."""
+    out = d.feed([respond(request, status, at=now(d), **kw)], plan=plan)
+    return out + d.settle(plan=plan)
+
+
+def applied_at(log: AllocationLogged) -> datetime:
+    """Clock time at which a response logged by the core was applied: its release time."""
+    return log.time + timedelta(hours=1)
 
 
 def test_spike_requests_the_cheapest_eligible_provider_no_earlier_than_its_lead_time() -> None:
@@ -61,7 +86,9 @@ def test_spike_requests_the_cheapest_eligible_provider_no_earlier_than_its_lead_
     assert first.respond_by <= first.effective_at
     ups = [x for x in decisions(d.outputs) if x.direction is Direction.UP]
     assert ups and all(x.target_kind is SourceKind.PROVIDER for x in ups)
-    assert any(x.decision_id and "demand_increase" in x.reason_codes for x in ups)
+    # greedy names its ups cost_saving since it holds a level per segment (c31c2ae)
+    assert all(x.decision_id and x.reason_codes for x in ups)
+    assert any({"demand_increase", "cost_saving"} & set(x.reason_codes) for x in ups)
     # every request answers a published plan, and its decision is published too
     plan_ids = {p.plan_id for p in plans(d.outputs)}
     assert {r.plan_id for r in sent} <= plan_ids
@@ -94,17 +121,23 @@ def test_a_rejection_makes_the_next_plan_ask_another_provider() -> None:
     d = spiked()
     first = requests(d.outputs)[0]
     before = len(d.outputs)
-    out = d.feed([respond(first, ResponseStatus.REJECTED)])
-    assert logs(out, "request.rejected")[0].level is LogLevel.WARNING
-    assert plans(out), "a rejection is urgent: the next ingest re-plans at once"
-    new_ups = [r for r in requests(d.outputs[before:]) if r.target_fte > r.current_fte]
+    out = answer(d, first, ResponseStatus.REJECTED)
+    (rejected,) = logs(out, "request.rejected")
+    assert rejected.level is LogLevel.WARNING
+    # urgent: the plan is made at the very step the rejection is applied (its release time)
+    assert applied_at(rejected) in [p.time for p in plans(out)]
+    new_ups = [
+        r
+        for r in requests(d.outputs[before:])
+        if r.target_fte > r.current_fte and r.time >= applied_at(rejected)
+    ]
     assert new_ups and {r.provider_id for r in new_ups} == {"pricey"}
     assert all(r.effective_at >= r.time + timedelta(hours=LEAD_H) for r in new_ups)
 
 
 def test_no_request_is_sent_twice_while_pending() -> None:
     d = spiked()
-    d.feed_each(hours(27, 36, 200))
+    d.feed_each(hours(29, 36, 200))
     keys = [(r.provider_id, r.skill, r.effective_at, r.target_fte) for r in requests(d.outputs)]
     assert len(keys) == len(set(keys))
     assert len({r.request_id for r in requests(d.outputs)}) == len(requests(d.outputs))
@@ -114,13 +147,20 @@ def test_accepted_capacity_is_committed_from_its_effective_time_and_scaled_down_
     None
 ):
     d = spiked()
-    for r in requests(d.outputs):
-        d.feed([respond(r, ResponseStatus.ACCEPTED)])
+    sent = requests(d.outputs)
+    at = now(d)
+    d.feed([respond(r, ResponseStatus.ACCEPTED, at=at) for r in sent])
+    d.settle()
+    # a re-plan made while the answers were in flight may supersede a request: stale answer
+    status = {r.request_id: d.proc.state.providers.requests[r.request_id].status for r in sent}
+    assert {s.value for s in status.values()} <= {"accepted", "superseded"}
+    accepted = {rid for rid, s in status.items() if s.value == "accepted"}
     line = d.proc.state.providers.lines[("cheap", SKILL)]
-    assert line.changes and all(c.accepted for c in line.changes)
+    assert any(c.accepted for c in line.changes)
+    assert all(c.accepted for c in line.changes if c.request_id in accepted)
     # demand falls back: a day of quiet intervals
     before = len(d.outputs)
-    d.feed_each(hours(27, 60, 5))
+    d.feed_each(hours(31, 60, 5))
     committed = d.proc.state.providers.lines[("cheap", SKILL)].committed
     downs = [r for r in requests(d.outputs[before:]) if r.target_fte < r.current_fte]
     assert downs, "falling demand releases provider capacity"
@@ -158,17 +198,23 @@ def test_a_restricted_queue_never_goes_to_an_uncertified_or_out_of_region_provid
 def test_a_forged_response_is_refused_logged_as_security_and_never_applied() -> None:
     d = spiked()
     first = requests(d.outputs)[0]
-    forged = respond(first, ResponseStatus.ACCEPTED, provider_id="pricey", event_id="forged-1")
-    unknown = respond(first, ResponseStatus.ACCEPTED, event_id="forged-2").model_copy(
+    at = now(d)
+    forged = respond(
+        first, ResponseStatus.ACCEPTED, provider_id="pricey", event_id="forged-1", at=at
+    )
+    unknown = respond(first, ResponseStatus.ACCEPTED, event_id="forged-2", at=at).model_copy(
         update={"request_id": "no-such-request"}
     )
     out = d.feed([forged, unknown])
+    assert d.steps[-1].refused == [], "refused when applied, not on arrival"
+    out += d.settle()
     step = d.steps[-1]
-    assert [(r[1], r[2]) for r in step.refused] == [
-        (DeadLetterStage.SECURITY, "ForgedResponse"),
-        (DeadLetterStage.SECURITY, "ForgedResponse"),
+    # applied (and refused) in canonical order: key (provider id) "cheap" before "pricey"
+    assert [(r[0].event.id, r[1], r[2]) for r in step.refused] == [
+        ("forged-2", DeadLetterStage.SECURITY, "ForgedResponse"),
+        ("forged-1", DeadLetterStage.SECURITY, "ForgedResponse"),
     ]
-    assert "pricey" in step.refused[0][3] and "cheap" in step.refused[0][3]
+    assert "pricey" in step.refused[1][3] and "cheap" in step.refused[1][3]
     security = [e for e in logs(out) if e.level is LogLevel.SECURITY]
     assert len(security) == 2 and all(e.kind == "response.forged" for e in security)
     request = d.proc.state.providers.requests[first.request_id]
@@ -183,11 +229,15 @@ def test_no_answer_by_respond_by_is_treated_as_rejected() -> None:
     first = requests(d.outputs)[0]
     hour = int((first.respond_by - T0) / timedelta(hours=1))
     before = len(d.outputs)
-    d.feed_each(hours(27, hour + 1, 200))
+    d.feed_each(hours(29, hour + 2, 200))  # final once respond_by + lateness has passed
     timeouts = logs(d.outputs[before:], "request.timeout")
     assert any(t.request_id == first.request_id for t in timeouts)
     assert d.proc.state.providers.requests[first.request_id].status.value == "timeout"
-    later = [r for r in requests(d.outputs[before:]) if r.time >= first.respond_by]
+    # the timeout is decided once answers up to respond_by are final: one lateness later
+    decided = first.respond_by + timedelta(hours=1)
+    (timeout,) = [t for t in timeouts if t.request_id == first.request_id]
+    assert timeout.time == first.respond_by
+    later = [r for r in requests(d.outputs[before:]) if r.time >= decided]
     assert later and all(r.provider_id == "pricey" for r in later if r.target_fte > r.current_fte)
 
 
@@ -196,24 +246,29 @@ def test_a_partial_confirmation_commits_the_confirmed_level_and_caps_the_line() 
     ups = [r for r in requests(d.outputs) if r.provider_id == "cheap" and r.target_fte >= 2]
     request = ups[0]
     confirmed = request.current_fte + 1.0
-    out = d.feed([respond(request, ResponseStatus.PARTIAL, confirmed=confirmed)])
-    assert logs(out, "request.partial")
+    out = answer(d, request, ResponseStatus.PARTIAL, confirmed=confirmed)
+    (partial,) = logs(out, "request.partial")
     line = d.proc.state.providers.lines[("cheap", SKILL)]
     assert any(c.accepted and c.fte == confirmed for c in line.changes)
     assert ("cheap", SKILL) in d.proc.state.providers.caps
     assert not [
-        r for r in requests(out) if r.provider_id == "cheap" and r.target_fte > r.current_fte
+        r
+        for r in requests(out)
+        if r.provider_id == "cheap"
+        and r.target_fte > r.current_fte
+        and r.time >= applied_at(partial)
     ]
     # a newer contract lifts the cap
-    d.feed([contract("cheap", 24.0, at=request.time + timedelta(hours=1), lead_h=LEAD_H)])
+    d.feed([contract("cheap", 24.0, at=now(d), lead_h=LEAD_H)])
+    d.settle()
     assert ("cheap", SKILL) not in d.proc.state.providers.caps
 
 
 def test_a_stale_second_answer_is_refused_as_late() -> None:
     d = spiked()
     first = requests(d.outputs)[0]
-    d.feed([respond(first, ResponseStatus.ACCEPTED)])
-    d.feed([respond(first, ResponseStatus.REJECTED)])
+    answer(d, first, ResponseStatus.ACCEPTED)
+    answer(d, first, ResponseStatus.REJECTED)
     (refusal,) = d.steps[-1].refused
     assert refusal[1] is DeadLetterStage.LATE and "already accepted" in refusal[3]
 
@@ -221,8 +276,8 @@ def test_a_stale_second_answer_is_refused_as_late() -> None:
 def test_solver_failure_holds_every_engaged_line() -> None:
     d = spiked()
     for r in requests(d.outputs):
-        d.feed([respond(r, ResponseStatus.ACCEPTED)], plan=False)
-    d.feed(hours(27, 30, 200), plan=False)
+        answer(d, r, ResponseStatus.ACCEPTED, plan=False)
+    d.feed(hours(30, 33, 200), plan=False)
     trigger = d.proc.due()
     assert trigger is not None
     out = d.proc.apply_failure("SolverFailure: time limit", trigger)
@@ -239,15 +294,17 @@ def test_solver_failure_holds_every_engaged_line() -> None:
 def test_a_suspension_releases_the_provider_at_once() -> None:
     d = spiked()
     for r in requests(d.outputs):
-        d.feed([respond(r, ResponseStatus.ACCEPTED)])
+        answer(d, r, ResponseStatus.ACCEPTED)
     line = d.proc.state.providers.lines[("cheap", SKILL)]
     effective = next(c.effective_at for c in line.changes if c.accepted and c.fte > 0)
     hour = int((effective - T0) / timedelta(hours=1))
-    d.feed(hours(27, hour + 1, 200), plan=False)
+    d.feed(hours(30, hour + 1, 200), plan=False)
     assert d.proc.state.providers.lines[("cheap", SKILL)].committed > 0
     at = T0 + timedelta(hours=hour + 1, minutes=30)
     out = d.feed([contract("cheap", 25.0, at=at, lead_h=LEAD_H, notice_h=NOTICE_H, suspended=True)])
-    assert plans(out), "a contract change is urgent"
+    out += d.settle()
+    assert at + timedelta(hours=1) in [p.time for p in plans(out)], "urgent: plans when final"
+    out = [e for e in out if e.time >= at + timedelta(hours=1)]
     downs = [r for r in requests(out) if r.provider_id == "cheap"]
     assert downs and downs[0].target_fte == 0.0
     assert "suspended" in downs[0].reasons

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CapacityRequested, Event, ResponseStatus, encode
-from services.domain import DomainProcessor, StateVersionError
+from services.domain import STATE_VERSION, DomainProcessor, StateVersionError
 from tests.test_domain_support import (
     DOMAIN,
     Driver,
@@ -49,15 +50,17 @@ def run(
     respond_with: Callable[[CapacityRequested], ResponseStatus | None] | None = None,
     driver: Driver | None = None,
 ) -> tuple[Driver, list[bytes]]:
-    """Feed the batches; answer each new request right after the batch that produced it."""
+    """Feed the batches; answer each new request right after the batch that produced it,
+    10 minutes after the newest event time (a live provider's clock)."""
     d = driver or Driver.new()
     for batch in batches:
         out = d.feed(batch)
         if respond_with is not None:
             for request in requests(out):
                 status = respond_with(request)
-                if status is not None:
-                    d.feed([respond(request, status)])
+                seen = d.proc.state.watermark
+                if status is not None and seen is not None:
+                    d.feed([respond(request, status, at=seen + timedelta(minutes=10))])
     wire = [encode(e).value + b"|" + repr(encode(e).headers).encode() for e in d.outputs]
     return d, wire
 
@@ -99,7 +102,7 @@ def test_state_is_plain_json_and_versioned() -> None:
     state = d.proc.to_state()
     text = json.dumps(state)
     assert json.loads(text) == state
-    assert state["version"] == 1 and state["domain"] == DOMAIN
+    assert state["version"] == STATE_VERSION and state["domain"] == DOMAIN
     with pytest.raises(StateVersionError):
         DomainProcessor(DOMAIN, config(), state | {"version": 999})
     with pytest.raises(ValueError, match="domain"):

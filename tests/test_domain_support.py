@@ -195,6 +195,25 @@ def respond(
     )
 
 
+def tick(watermark: datetime | None, cfg: PlannerConfig) -> TicketVolumeObserved:
+    """A zero report of a queue no catalogue knows, just late enough to make everything up to
+    ``watermark`` final: "event time passed", as the next report of any busy queue would say.
+    It moves the watermark by the lateness, so events older than ``watermark`` are late after
+    it."""
+    base = watermark or T0
+    at = base + cfg.max_lateness + timedelta(seconds=1)
+    start = at.replace(minute=0, second=0, microsecond=0)
+    return TicketVolumeObserved(
+        id=f"tick-{at.isoformat()}",
+        time=at,
+        queue_id="zz-clock",
+        interval_start=start,
+        interval_minutes=60,
+        arrivals=0,
+        **COMMON,
+    )
+
+
 def config(**overrides: Any) -> PlannerConfig:
     """Small, fast planning: 48 hourly periods, no solver timings (byte-stable outputs)."""
     base: dict[str, Any] = {"horizon_periods": 48, "report_solver_times": False}
@@ -219,24 +238,48 @@ class Driver:
     policy: AllocationPolicy = field(default_factory=GreedyPolicy)
     offset: int = 0
     outputs: list[Event] = field(default_factory=list)
-    steps: list[StepResult[Inbound]] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
 
     @classmethod
     def new(cls, cfg: PlannerConfig | None = None, **kw: Any) -> Driver:
         return cls(DomainProcessor(DOMAIN, cfg or config()), **kw)
 
     def feed(self, events: Iterable[Event], *, plan: bool = True) -> list[Event]:
+        """One input batch through the shell's loop (ingest, plan at each stop, continue
+        while ``more``); ``steps`` gets one merged result per batch. Without ``plan`` the
+        stops are passed over (nothing planned), as a shell that lost its solver would."""
         items = []
         for event in events:
             self.offset += 1
             items.append(Inbound(event, type(event).topic, 0, self.offset))
+        return self.deliver(items, plan=plan)
+
+    def deliver(self, items: Sequence[Inbound], *, plan: bool = True) -> list[Event]:
+        """Like :meth:`feed` for items whose coordinates the caller chose."""
+        merged = StepResult()
+        out: list[Event] = []
         step = self.proc.ingest(items)
-        self.steps.append(step)
-        out: list[Event] = list(step.log)
-        if plan:
-            out += self.proc.run_due(self.policy)
+        while True:
+            merged.refused += step.refused
+            merged.duplicates += step.duplicates
+            merged.accepted += step.accepted
+            merged.applied += step.applied
+            merged.log += step.log
+            merged.intervals_closed += step.intervals_closed
+            merged.pending = step.pending
+            out += step.log
+            if plan:
+                out += self.proc.run_due(self.policy)
+            if not step.more:
+                break
+            step = self.proc.ingest(())
+        self.steps.append(merged)
         self.outputs += out
         return out
+
+    def settle(self, *, plan: bool = True) -> list[Event]:
+        """Make everything fed so far final (see :func:`tick`) and plan where due."""
+        return self.feed([tick(self.proc.state.watermark, self.proc.config)], plan=plan)
 
     def feed_each(self, events: Iterable[Event]) -> list[Event]:
         """One ingest batch per event, planning after each (what a replay of singles does)."""

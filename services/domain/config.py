@@ -28,7 +28,18 @@ class PlannerConfig:
     horizon_periods: int = 168
     """Periods in the rolling horizon (168 hourly periods = one week)."""
     allowed_lateness_minutes: int = 60
-    """An interval closes when the watermark reaches its end + this; later events are late."""
+    """Disorder bound for ticket volumes (and, by default, every input): an event is final once
+    the watermark (newest event time seen) is more than this past its time, and refused as
+    late when it arrives after that. Events are applied in event-time order at that point."""
+    control_lateness_minutes: int | None = None
+    """The same bound for catalogue events and provider responses; None = the ticket one.
+    Smaller = a rejection or contract change is acted on sooner (in event time), but such an
+    event must then reach the domain within this much of the newest ticket time, or it is
+    refused as late."""
+    interval_grace_minutes: int | None = None
+    """Reports of an interval made up to this long after its end still count (corrections);
+    later ones are refused as late. None = ``allowed_lateness_minutes``. The interval closes
+    once its end + grace is final, i.e. when the watermark passes end + grace + lateness."""
     dedupe_window_minutes: int | None = None
     """How long event ids are remembered (event time); None = max(2 × lateness, 24 h)."""
     min_replan_minutes: int = 30
@@ -78,10 +89,17 @@ class PlannerConfig:
         for name in ("allowed_lateness_minutes", "min_replan_minutes", "request_window_periods"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PlannerConfig.{name} must be >= 0")
+        for name in ("control_lateness_minutes", "interval_grace_minutes"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"PlannerConfig.{name} must be >= 0 or None")
         if self.max_staleness_minutes < 1:
             raise ValueError("PlannerConfig.max_staleness_minutes must be >= 1")
         if self.dedupe_window_minutes is not None and self.dedupe_window_minutes < 1:
             raise ValueError("PlannerConfig.dedupe_window_minutes must be >= 1")
+        if self.dedupe_window_minutes is not None and self.dedupe_window < self.max_lateness:
+            # a forgotten id must be one whose repeat is refused as late anyway
+            raise ValueError("PlannerConfig.dedupe_window_minutes must be >= every lateness")
         if not self.forecast_change_threshold > 0:
             raise ValueError("PlannerConfig.forecast_change_threshold must be > 0")
         if self.forecast_method not in METHODS:
@@ -103,10 +121,33 @@ class PlannerConfig:
         return timedelta(minutes=self.allowed_lateness_minutes)
 
     @property
+    def control_lateness(self) -> timedelta:
+        """Lateness of catalogue events and provider responses."""
+        if self.control_lateness_minutes is None:
+            return self.lateness
+        return timedelta(minutes=self.control_lateness_minutes)
+
+    @property
+    def max_lateness(self) -> timedelta:
+        return max(self.lateness, self.control_lateness)
+
+    @property
+    def interval_grace(self) -> timedelta:
+        """How long after an interval's end a report of it still counts."""
+        if self.interval_grace_minutes is None:
+            return self.lateness
+        return timedelta(minutes=self.interval_grace_minutes)
+
+    @property
+    def close_delay(self) -> timedelta:
+        """Watermark distance past an interval's end at which it closes: grace + lateness."""
+        return self.interval_grace + self.lateness
+
+    @property
     def dedupe_window(self) -> timedelta:
         if self.dedupe_window_minutes is not None:
             return timedelta(minutes=self.dedupe_window_minutes)
-        return max(2 * self.lateness, timedelta(hours=24))
+        return max(2 * self.max_lateness, timedelta(hours=24))
 
     @property
     def min_replan(self) -> timedelta:

@@ -1,14 +1,16 @@
-"""Demand: event-time interval windows per queue, lateness, interval close, forecasts, AHT,
-backlog, and project work spread over the horizon.
+"""Demand: event-time interval windows per queue, interval close, forecasts, AHT, backlog, and
+project work spread over the horizon.
 
-Rules (event time only):
+Rules (event time only; observations reach this module in the processor's canonical order):
 
 * an observation upserts its (queue, interval): the newest event time wins;
-* an interval **closes** when the domain watermark reaches ``interval_end + allowed_lateness``;
-  closed intervals are fed, in order, to the queue's forecaster (intervals never observed
-  between two closed ones are zero arrivals — the forecaster fills them);
-* an observation is **late** when its interval has closed (by that rule, or because a later
-  interval of the queue already closed) and is refused with the watermark and lateness named;
+* a report made more than ``interval_grace`` after its interval's end is **late** and refused
+  with that reason (so is one for an interval before the queue's last closed one) — decided by
+  the report's own time, never by when it arrived;
+* an interval **closes** when the domain clock reaches ``interval_end + close_delay`` (grace +
+  allowed lateness: the moment every report within the grace is final); closed intervals are
+  fed, in order, to the queue's forecaster (intervals never observed between two closed ones
+  are zero arrivals — the forecaster fills them);
 * AHT is an exponentially smoothed mean of the observed mean handle times (the queue's default
   until one is seen); the backlog is the one reported for the last closed interval.
 """
@@ -34,7 +36,7 @@ from services.domain.ids import iso, parse_time
 
 
 class LateEvent(ValueError):
-    """The observation's interval is already closed; ``reason`` says by how much."""
+    """The report came after its interval's grace; ``reason`` says by how much."""
 
 
 class IntervalMismatch(ValueError):
@@ -78,17 +80,20 @@ class DemandBook:
 
     # ---- ingest ----------------------------------------------------------------------------
 
-    def observe(
-        self, event: TicketVolumeObserved, watermark: datetime | None, cfg: PlannerConfig
-    ) -> None:
-        """Upsert one observation; raises :class:`LateEvent` or :class:`IntervalMismatch`."""
+    def observe(self, event: TicketVolumeObserved, cfg: PlannerConfig) -> None:
+        """Upsert one observation; raises :class:`LateEvent` or :class:`IntervalMismatch`.
+
+        Lateness depends on the event alone (report time vs interval end + grace), so the same
+        report is accepted or refused whatever else arrived around it.
+        """
         end = event.interval_end
-        lateness = cfg.lateness
-        if watermark is not None and end + lateness <= watermark:
+        grace = cfg.interval_grace
+        if event.time > end + grace:
             raise LateEvent(
-                f"interval {iso(event.interval_start)}..{iso(end)} of queue {event.queue_id} "
-                f"closed at {iso(end + lateness)} (end + allowed lateness "
-                f"{cfg.allowed_lateness_minutes} min); domain watermark is {iso(watermark)}"
+                f"report at {iso(event.time)} of interval {iso(event.interval_start)}..{iso(end)} "
+                f"of queue {event.queue_id} is more than the interval grace "
+                f"({_minutes(grace)} min) after the interval end; the interval closed when "
+                f"{iso(end + grace)} became final"
             )
         queue = self.queues.get(event.queue_id)
         if queue is None:
@@ -106,9 +111,7 @@ class DemandBook:
         if queue.last_closed is not None and index <= queue.last_closed:
             raise LateEvent(
                 f"interval {iso(event.interval_start)} of queue {event.queue_id} is before the "
-                f"last closed interval of the queue (allowed lateness "
-                f"{cfg.allowed_lateness_minutes} min, watermark "
-                f"{iso(watermark) if watermark else 'none'})"
+                f"last closed interval of the queue (interval grace {_minutes(grace)} min)"
             )
         obs = Observation(
             event.arrivals, event.backlog, event.mean_handle_time_s, event.time, event.id
@@ -116,17 +119,17 @@ class DemandBook:
         current = queue.open.get(index)
         if current is None or obs.newer_than(current):
             queue.open[index] = obs
-        close_at = end + lateness
+        close_at = end + cfg.close_delay
         if self.next_close is None or close_at < self.next_close:
             self.next_close = close_at
 
-    def close(self, watermark: datetime, cfg: PlannerConfig) -> list[str]:
-        """Close every interval whose end + lateness <= watermark; the queues that closed one."""
-        if self.next_close is None or watermark < self.next_close:
+    def close(self, clock: datetime, cfg: PlannerConfig) -> list[str]:
+        """Close every interval whose end + close delay <= clock; the queues that closed one."""
+        if self.next_close is None or clock < self.next_close:
             return []
         closed: list[str] = []
         next_close: datetime | None = None
-        lateness = cfg.lateness
+        delay = cfg.close_delay
         for queue_id in sorted(self.queues):
             queue = self.queues[queue_id]
             if not queue.open:
@@ -134,8 +137,8 @@ class DemandBook:
             seconds = queue.interval_minutes * 60
             did = False
             for index in sorted(queue.open):
-                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + lateness
-                if close_at > watermark:
+                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + delay
+                if close_at > clock:
                     if next_close is None or close_at < next_close:
                         next_close = close_at
                     break

@@ -4,8 +4,31 @@ The Faust shell owns all I/O: it feeds validated events (``ingest``), asks wheth
 (``due``), builds the problem (``problem``), solves it off the event loop with any
 :class:`allocator.policies.AllocationPolicy`, and publishes what ``apply_plan`` (or
 ``apply_failure``) returns; it dead-letters ``StepResult.refused`` and publishes
-``StepResult.log``; it stores ``to_state()`` in its table. Nothing here reads a clock, so a
-recorded stream fed in the same batches gives the same outputs, byte for byte.
+``StepResult.log``; it stores ``to_state()`` in its table. Nothing here reads a clock.
+
+**Determinism under any batching or interleaving.** ``ingest`` does not apply events in arrival
+order. It *accepts* them into a reorder buffer (after the domain check, dedupe by id, and the
+lateness check against the watermark = newest accepted event time), then walks the canonical
+timeline as far as it is final: an event is final once the watermark has passed its release
+time (event time + the lateness of its kind); timers (interval closes, request timeouts, the
+end of a debounce or staleness window) are points of the same timeline. Each distinct point is
+one **step**: apply the events released there (in the buffer's canonical order), then fire the
+timers due by then, then check the triggers. When a plan is due after a step, ``ingest`` stops
+there — ``StepResult.more`` says whether final steps remain — so the shell plans at exactly
+that point and calls ``ingest(())`` again::
+
+    result = proc.ingest(items)
+    while True:
+        publish(result.refused, result.log)
+        if (trigger := proc.due()) is not None:
+            publish(plan_or_fallback(trigger))       # apply_plan / apply_failure
+        if not result.more:
+            break
+        result = proc.ingest(())
+
+The steps, the state at each step and therefore every plan and output are the same for any
+cut into batches and any interleaving of the inputs that keeps each event's disorder (how far
+the watermark was past its time when it arrived) below its kind's lateness.
 
 ``problem()`` raises :class:`allocator.InvalidInput` when there is nothing to plan; ``due()``
 only returns a trigger when :meth:`DomainProcessor.ready` holds, so that is rare (e.g. every
@@ -16,8 +39,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 from allocator import AllocationProblem, AllocatorError, Plan
 from allocator.policies import AllocationPolicy
@@ -36,6 +59,7 @@ from schemas import (
     TeamCapacityUpdated,
     TicketVolumeObserved,
 )
+from services.domain.buffer import Inbound, InboundLike, from_us, to_us
 from services.domain.catalogue import CatalogueRejected
 from services.domain.config import PlannerConfig
 from services.domain.decisions import decision_events, log_event, planned_event, text
@@ -46,44 +70,38 @@ from services.domain.responses import ForgedResponse, Outcome, StaleResponse
 from services.domain.state import DomainState
 from services.domain.triggers import Trigger, TriggerKind
 
+__all__ = ["DomainProcessor", "Inbound", "InboundLike", "Refusal", "StepResult"]
 
-class Inbound(NamedTuple):
-    """One validated input and where it came from (for dead letters and plan watermarks)."""
-
-    event: Event
-    topic: str
-    partition: int
-    offset: int
-
-
-class InboundLike(Protocol):
-    """Anything shaped like :class:`Inbound` (the shell's own hand-over tuple works too)."""
-
-    @property
-    def event(self) -> Event: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-
-
-In = TypeVar("In", bound=InboundLike)
-
-Refusal = tuple[In, DeadLetterStage, str, str]
-"""(input, stage, error class, reason): the shell turns it into a dead letter."""
+Refusal = tuple[InboundLike, DeadLetterStage, str, str]
+"""(input, stage, error class, reason): the shell turns it into a dead letter. The input is the
+caller's own object, or an :class:`Inbound` when it was buffered across a state restore."""
 
 
 @dataclass(slots=True)
-class StepResult(Generic[In]):
-    """What one ``ingest`` call did. ``refused`` holds the caller's own input objects."""
+class StepResult:
+    """What one ``ingest`` call did.
 
-    refused: list[Refusal[In]] = field(default_factory=list)
+    Refusals come at arrival (wrong domain, not an input, late) or when the event is applied
+    (forged or stale response, report after its interval's grace, invalid catalogue data), so
+    a call may refuse events that arrived in earlier calls.
+    """
+
+    refused: list[Refusal] = field(default_factory=list)
     duplicates: int = 0
+    accepted: int = 0
+    """Events of this call taken into the reorder buffer."""
     applied: int = 0
+    """Events applied to the state in this call (from this call's input or earlier ones)."""
     log: list[AllocationLogged] = field(default_factory=list)
     intervals_closed: int = 0
+    more: bool = False
+    """Stopped at a step where a plan is due while later steps are already final: plan, then
+    call ``ingest(())`` to continue."""
+    pending: int = 0
+    """Events left in the reorder buffer (waiting for the watermark)."""
+    late_catalogue: int = 0
+    """Catalogue events of this call that arrived after their place in the timeline was final
+    and are applied at the current clock instead (see :meth:`DomainProcessor._accept`)."""
 
 
 _CATALOGUE_TRIGGER: dict[type[Event], TriggerKind] = {
@@ -104,73 +122,192 @@ class DomainProcessor:
         self.config = config
         self.state = DomainState(domain) if state is None else DomainState.from_json(state)
         self._reforecast: set[str] = set()
+        self._ready: bool | None = None  # derived from the catalogue; None = recompute
+        control = config.control_lateness
+        self._lateness: dict[type[Event], timedelta] = {
+            TicketVolumeObserved: config.lateness,
+            CapacityResponded: control,
+            **dict.fromkeys(_CATALOGUE_TRIGGER, control),
+        }
         if self.state.domain != domain:
             raise ValueError(f"state is for domain {self.state.domain!r}, not {domain!r}")
 
     # ---- ingest ----------------------------------------------------------------------------
 
-    def ingest(self, items: Sequence[In]) -> StepResult[In]:
-        """Apply validated events in order (see :mod:`services.domain` for every rule)."""
-        result: StepResult[In] = StepResult()
-        st = self.state
+    def ingest(self, items: Sequence[InboundLike]) -> StepResult:
+        """Accept ``items`` into the reorder buffer, then apply the timeline as far as it is
+        final, stopping after the first step at which a plan is due (see the module doc)."""
+        result = StepResult()
         for item in items:
-            key = (item.topic, item.partition)
-            if item.offset > st.offsets.get(key, -1):
-                st.offsets[key] = item.offset
-            event = item.event
-            if event.domain != self.domain:
-                result.refused.append(
-                    (
-                        item,
-                        DeadLetterStage.PROCESS,
-                        "WrongDomain",
-                        f"event of domain {event.domain} routed to domain {self.domain}",
-                    )
-                )
-                continue
-            if not st.dedupe.check_and_add(event.id, event.time):
-                result.duplicates += 1
-                continue
-            refusal = self._apply(item, result)
-            if refusal is not None:
-                result.refused.append(refusal)
-                continue
-            result.applied += 1
-            st.applied += 1
-            st.digest = chain_digest(st.digest, event.id)
-            if st.watermark is None or event.time > st.watermark:
-                st.watermark = event.time
-                self._advance(result)
-        if st.watermark is not None:
-            self._check_forecasts(st.watermark)
-            st.dedupe.prune(st.watermark, self.config.dedupe_window)
+            self._accept(item, result)
+        result.more = self._run(result)
+        result.pending = len(self.state.buffer)
         return result
 
-    def _check_forecasts(self, watermark: datetime) -> None:
-        """Forecast-change trigger, once per batch for the queues that closed intervals.
+    def _accept(self, item: InboundLike, result: StepResult) -> None:
+        st = self.state
+        event = item.event
+        if event.domain != self.domain:
+            result.refused.append(
+                (
+                    item,
+                    DeadLetterStage.PROCESS,
+                    "WrongDomain",
+                    f"event of domain {event.domain} routed to domain {self.domain}",
+                )
+            )
+            return
+        if not st.dedupe.check_and_add(event.id, event.time):
+            result.duplicates += 1
+            return
+        lateness = self._lateness.get(type(event))
+        if lateness is None:
+            result.refused.append(
+                (
+                    item,
+                    DeadLetterStage.PROCESS,
+                    "NotAnInput",
+                    f"{type(event).event_type} is not an input of the planner",
+                )
+            )
+            return
+        watermark = st.watermark
+        release = to_us(event.time + lateness)
+        if watermark is not None and release < to_us(watermark):
+            if type(event) in _CATALOGUE_TRIGGER:
+                # Compacted catalogue topics are re-read from the start by every fresh worker,
+                # so old facts arriving after current tickets are normal, not errors. They are
+                # latest-wins / versioned, so applying one late changes only *when* a plan
+                # sees it (now, at the clock), never the catalogue it ends up in.
+                clock = st.clock
+                if clock is not None:
+                    release = max(release, to_us(clock))
+                st.buffer.push(item, release)
+                result.accepted += 1
+                result.late_catalogue += 1
+                return
+            minutes = int(lateness.total_seconds()) // 60
+            result.refused.append(
+                (
+                    item,
+                    DeadLetterStage.LATE,
+                    "LateEvent",
+                    f"{type(event).__name__} at {iso(event.time)} arrived after the domain "
+                    f"watermark {iso(watermark)} was more than the allowed lateness "
+                    f"({minutes} min) past it: its place in event order was already final",
+                )
+            )
+            return
+        st.buffer.push(item, release)
+        if watermark is None or event.time > watermark:
+            st.watermark = event.time
+        result.accepted += 1
 
-        Once per batch, not per close: a forecast over the check window costs far more than
-        absorbing an interval, and the trigger is only read by ``due()`` after the batch.
+    def _run(self, result: StepResult) -> bool:
+        """Take final steps until a plan is due; True when final steps remain after it."""
+        watermark = self.state.watermark
+        if watermark is None:
+            return False
+        limit = to_us(watermark)
+        while True:
+            step = self._next_step(limit)
+            if step is None:
+                return False
+            self._step(step, result)
+            if self._plan_due():
+                return self._next_step(limit) is not None
+
+    def _next_step(self, limit: int) -> int | None:
+        """The next point of the timeline (µs) if it is final (before ``limit``), else None.
+
+        Points: release times of buffered events, the next interval close, the next request
+        timeout, and the end of a debounce or staleness window.
+        """
+        st, cfg = self.state, self.config
+        best = st.buffer.top()
+        clock = st.clock
+        timers = (
+            st.demand.next_close,
+            st.providers.next_timeout(cfg),
+            None if clock is None else st.triggers.wake(clock, cfg),
+        )
+        for moment in timers:
+            if moment is not None:
+                at = to_us(moment)
+                if best is None or at < best:
+                    best = at
+        if best is None or best >= limit:
+            return None
+        if clock is not None:
+            best = max(best, to_us(clock))  # never step back (a timer set in the past)
+        return best
+
+    def _step(self, at_us: int, result: StepResult) -> None:
+        """One point of the timeline: events released here, then timers, then forecasts."""
+        st = self.state
+        buffer = st.buffer
+        while buffer.top() == at_us:
+            self._apply_item(buffer.pop(), result)
+        clock = from_us(at_us)
+        st.clock = clock
+        self._advance(clock, result)
+        if self._reforecast:
+            self._check_forecasts(clock)
+        st.dedupe.prune(clock, self.config.dedupe_window)
+
+    def _apply_item(self, item: InboundLike, result: StepResult) -> None:
+        st = self.state
+        key = (item.topic, item.partition)
+        if item.offset > st.offsets.get(key, -1):
+            st.offsets[key] = item.offset
+        refusal = self._apply(item, result)
+        if refusal is not None:
+            result.refused.append(refusal)
+            return
+        result.applied += 1
+        st.applied += 1
+        st.digest = chain_digest(st.digest, item.event.id)
+
+    def _plan_due(self) -> bool:
+        """``due() is not None`` without building the trigger (checked after every step)."""
+        st = self.state
+        return (
+            st.clock is not None
+            and st.triggers.pending(st.clock, self.config) is not None
+            and self.ready()
+        )
+
+    def _check_forecasts(self, clock: datetime) -> None:
+        """Forecast-change trigger for the queues that closed intervals at this step.
+
+        Skipped when it cannot change whether or when a plan happens: before the first plan
+        (nothing to compare with), when already marked, or when a plan is due at this step
+        anyway (that plan re-baselines the forecasts). A forecast over the check window costs
+        far more than absorbing an interval, so this keeps the hot path cheap.
         """
         st, cfg = self.state, self.config
         queues, self._reforecast = sorted(self._reforecast), set()
-        if TriggerKind.FORECAST_CHANGED in st.triggers.marks:
+        if (
+            st.triggers.last_plan_at is None
+            or TriggerKind.FORECAST_CHANGED in st.triggers.marks
+            or self._plan_due()
+        ):
             return
-        as_of = cfg.as_of(watermark)
+        as_of = cfg.as_of(clock)
         for queue_id in queues:
             if queue_id not in st.catalogue.queues:
                 continue
             values = st.demand.arrivals(queue_id, as_of, cfg, cfg.forecast_check_periods)
             if st.triggers.forecast_moved(queue_id, as_of, values, cfg):
-                st.triggers.mark(TriggerKind.FORECAST_CHANGED, watermark)
+                st.triggers.mark(TriggerKind.FORECAST_CHANGED, clock)
                 return
 
-    def _apply(self, item: In, result: StepResult[In]) -> Refusal[In] | None:
+    def _apply(self, item: InboundLike, result: StepResult) -> Refusal | None:
         event = item.event
         st, cfg = self.state, self.config
         if isinstance(event, TicketVolumeObserved):
             try:
-                st.demand.observe(event, st.watermark, cfg)
+                st.demand.observe(event, cfg)
             except LateEvent as exc:
                 return (item, DeadLetterStage.LATE, "LateEvent", str(exc))
             except IntervalMismatch as exc:
@@ -178,19 +315,13 @@ class DomainProcessor:
             return None
         if isinstance(event, CapacityResponded):
             return self._respond(item, event, result)
-        kind = _CATALOGUE_TRIGGER.get(type(event))
-        if kind is None:
-            return (
-                item,
-                DeadLetterStage.PROCESS,
-                "NotAnInput",
-                f"{type(event).event_type} is not an input of the planner",
-            )
+        kind = _CATALOGUE_TRIGGER[type(event)]  # other types are refused on arrival
         try:
             changed = st.catalogue.apply(event)
         except CatalogueRejected as exc:
             return (item, DeadLetterStage.PROCESS, "InvalidInput", str(exc))
         if changed:
+            self._ready = None
             urgent = kind is TriggerKind.CONTRACT_CHANGED
             if isinstance(event, ProviderContractUpdated):
                 st.providers.contract_changed(event.provider_id, event.time)
@@ -198,8 +329,8 @@ class DomainProcessor:
         return None
 
     def _respond(
-        self, item: In, event: CapacityResponded, result: StepResult[In]
-    ) -> Refusal[In] | None:
+        self, item: InboundLike, event: CapacityResponded, result: StepResult
+    ) -> Refusal | None:
         st, cfg = self.state, self.config
         try:
             outcome = st.providers.respond(event)
@@ -229,7 +360,7 @@ class DomainProcessor:
         self._outcome(outcome, event.time, event.id, result)
         return None
 
-    def _outcome(self, outcome: Outcome, at: datetime, key: str, result: StepResult[Any]) -> None:
+    def _outcome(self, outcome: Outcome, at: datetime, key: str, result: StepResult) -> None:
         st = self.state
         kind = (
             TriggerKind.REQUEST_TIMEOUT
@@ -258,18 +389,16 @@ class DomainProcessor:
             )
         )
 
-    def _advance(self, result: StepResult[Any]) -> None:
-        """Event time moved: close intervals, time out requests, commit what is in force."""
+    def _advance(self, clock: datetime, result: StepResult) -> None:
+        """The clock moved: close intervals, time out requests, commit what is in force."""
         st, cfg = self.state, self.config
-        watermark = st.watermark
-        assert watermark is not None
-        closed = st.demand.close(watermark, cfg)
+        closed = st.demand.close(clock, cfg)
         if closed:
             result.intervals_closed += len(closed)
             self._reforecast.update(closed)
             if cfg.replan_on_interval_close:
-                st.triggers.mark(TriggerKind.INTERVAL_CLOSED, watermark)
-        for outcome in st.providers.advance(watermark, cfg):
+                st.triggers.mark(TriggerKind.INTERVAL_CLOSED, clock)
+        for outcome in st.providers.advance(clock, cfg):
             self._outcome(
                 outcome, outcome.request.respond_by, outcome.request.request_id + "|timeout", result
             )
@@ -278,7 +407,12 @@ class DomainProcessor:
 
     def ready(self) -> bool:
         """Cheap check that a problem can be built: some active queue or approved project has
-        a skill that some roster or contract offers."""
+        a skill that some roster or contract offers. Cached until the catalogue changes."""
+        if self._ready is None:
+            self._ready = self._compute_ready()
+        return self._ready
+
+    def _compute_ready(self) -> bool:
         cat = self.state.catalogue
         skills = {q.skill for q in cat.active_queues()}
         skills |= {p.skill for p in cat.approved_projects()}
@@ -287,23 +421,25 @@ class DomainProcessor:
         return bool(skills & offered)
 
     def due(self) -> Trigger | None:
-        """The plan that is due now (event time, debounced), or None. Pure: no state change."""
+        """The plan that is due at the current step of the timeline (the domain clock,
+        debounced), or None. Pure: no state change."""
         st, cfg = self.state, self.config
-        if st.watermark is None:
+        clock = st.clock
+        if clock is None:
             return None
-        pending = st.triggers.pending(st.watermark, cfg)
+        pending = st.triggers.pending(clock, cfg)
         if pending is None or not self.ready():
             return None
         reasons, urgent = pending
-        as_of = cfg.as_of(st.watermark)
+        as_of = cfg.as_of(clock)
         plan_id = derive_id(
-            "plan", self.domain, iso(as_of), iso(st.watermark), st.digest, str(st.triggers.seq)
+            "plan", self.domain, iso(as_of), iso(clock), st.digest, str(st.triggers.seq)
         )
         return Trigger(
             kind=st.triggers.primary(reasons),
             reasons=reasons,
             urgent=urgent,
-            at=st.watermark,
+            at=clock,
             as_of=as_of,
             plan_id=plan_id,
             seq=st.triggers.seq,
@@ -316,9 +452,9 @@ class DomainProcessor:
     def _as_of(self, trigger: Trigger | None) -> datetime:
         if trigger is not None:
             return trigger.as_of
-        if self.state.watermark is None:
-            raise ValueError(f"domain {self.domain}: no events yet, no as-of to plan for")
-        return self.config.as_of(self.state.watermark)
+        if self.state.clock is None:
+            raise ValueError(f"domain {self.domain}: nothing applied yet, no as-of to plan for")
+        return self.config.as_of(self.state.clock)
 
     def apply_plan(self, plan: Plan, trigger: Trigger) -> list[Event]:
         """Record a solved plan and return the events to publish (plan, decisions, requests,
@@ -442,6 +578,24 @@ class DomainProcessor:
         except AllocatorError as exc:
             return self.apply_failure(f"{type(exc).__name__}: {exc}", trigger)
         return self.apply_plan(plan, trigger)
+
+    def run(
+        self, items: Sequence[InboundLike], policy: AllocationPolicy
+    ) -> tuple[list[StepResult], list[Event]]:
+        """Convenience for synchronous callers: the shell's whole loop for one input batch
+        (ingest, plan at every stop with ``policy`` in-line, continue while ``more``).
+        Returns every ``StepResult`` and the outputs in publication order (logs of a step,
+        then the plan made at its stop)."""
+        steps: list[StepResult] = []
+        outputs: list[Event] = []
+        result = self.ingest(items)
+        while True:
+            steps.append(result)
+            outputs += result.log
+            outputs += self.run_due(policy)
+            if not result.more:
+                return steps, outputs
+            result = self.ingest(())
 
     # ---- state -----------------------------------------------------------------------------
 

@@ -12,7 +12,10 @@ Responses (event time):
   **capped** at it;
 * ``rejected`` → the request is dropped and the line is capped at the request's
   ``current_fte`` (the level it would have stayed at);
-* no answer when the watermark reaches ``respond_by`` → treated as rejected (a log record);
+* no answer with an event time up to ``respond_by`` → treated as rejected (a log record). The
+  timeout fires when the domain clock reaches ``respond_by`` + the responses' lateness, i.e.
+  once every answer made in time is final: an answer at or before ``respond_by`` always wins,
+  however late it is delivered within the lateness;
 * unknown request id, or a provider id that differs from the request's → refused with stage
   ``security``, logged as a security event, never applied;
 * an answer to a request already answered, timed out or superseded → refused with stage
@@ -223,10 +226,18 @@ class ProviderBook:
 
     # ---- event time ------------------------------------------------------------------------
 
-    def advance(self, watermark: datetime, cfg: PlannerConfig) -> list[Outcome]:
+    def next_timeout(self, cfg: PlannerConfig) -> datetime | None:
+        """Clock time at which the next outstanding request times out (see the module doc)."""
+        if self.next_deadline is None:
+            return None
+        return self.next_deadline + cfg.control_lateness
+
+    def advance(self, clock: datetime, cfg: PlannerConfig) -> list[Outcome]:
         """Time out unanswered requests, commit accepted changes now in force, expire caps
         and forget closed requests older than the cap window (bounded memory)."""
         outcomes: list[Outcome] = []
+        lateness = cfg.control_lateness
+        watermark = clock - lateness  # answers up to here are final
         if self.next_deadline is not None and watermark >= self.next_deadline:
             upcoming: datetime | None = None
             for rid in sorted(self.requests):
@@ -254,17 +265,17 @@ class ProviderBook:
                 )
             self.next_deadline = upcoming
         for line in self.lines.values():
-            due = [c for c in line.changes if c.accepted and c.effective_at <= watermark]
+            due = [c for c in line.changes if c.accepted and c.effective_at <= clock]
             if due:
                 line.committed = due[-1].fte
                 line.changes = [c for c in line.changes if c not in due]
-        for key in [k for k, cap in self.caps.items() if watermark >= cap.since + cfg.cap_duration]:
+        for key in [k for k, cap in self.caps.items() if clock >= cap.since + cfg.cap_duration]:
             del self.caps[key]
-        horizon = cfg.cap_duration
+        horizon = cfg.cap_duration + lateness  # a stale answer is still recognised as stale
         for rid in [
             r.request_id
             for r in self.requests.values()
-            if r.closed_at is not None and watermark >= r.closed_at + horizon
+            if r.closed_at is not None and clock >= r.closed_at + horizon
         ]:
             del self.requests[rid]
         return outcomes

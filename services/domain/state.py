@@ -2,8 +2,15 @@
 
 Why one explicit state object: the Faust shell keeps it in a changelog-backed table, so after a
 crash or a rebalance another worker rebuilds the processor from ``to_json()`` and must continue
-*identically* — every piece the core reads (watermark, dedupe ids, catalogue, windows,
-forecasters, provider lines, triggers, the running input digest) lives here and nowhere else.
+*identically* — every piece the core reads (watermark, clock, the reorder buffer of events not
+yet applied, dedupe ids, catalogue, windows, forecasters, provider lines, triggers, the running
+input digest) lives here and nowhere else.
+
+Two times, both event time: ``watermark`` is the newest event time accepted (it decides what is
+late and what is final), ``clock`` is the point of the canonical timeline applied so far (every
+decision — closes, timeouts, debounce, staleness, ``as_of`` — reads it). ``clock`` trails
+``watermark`` by about the allowed lateness and, unlike it, does not depend on how the input
+was batched or interleaved.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from services.domain.buffer import ReorderBuffer
 from services.domain.catalogue import Catalogue
 from services.domain.dedupe import Deduper
 from services.domain.demand import DemandBook
@@ -19,7 +27,7 @@ from services.domain.ids import iso, parse_time
 from services.domain.responses import ProviderBook
 from services.domain.triggers import TriggerBook
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 """Bumped when the layout changes; :meth:`DomainState.from_json` refuses other versions."""
 
 
@@ -31,7 +39,10 @@ class StateVersionError(ValueError):
 class DomainState:
     domain: str
     watermark: datetime | None = None
+    clock: datetime | None = None
+    buffer: ReorderBuffer = field(default_factory=ReorderBuffer)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Highest offset per (topic, partition) among *applied* events (the plans' watermark)."""
     digest: str = ""
     applied: int = 0
     dedupe: Deduper = field(default_factory=Deduper)
@@ -45,6 +56,8 @@ class DomainState:
             "version": STATE_VERSION,
             "domain": self.domain,
             "watermark": None if self.watermark is None else iso(self.watermark),
+            "clock": None if self.clock is None else iso(self.clock),
+            "buffer": self.buffer.to_json(),
             "offsets": [[t, p, o] for (t, p), o in sorted(self.offsets.items())],
             "digest": self.digest,
             "applied": self.applied,
@@ -64,6 +77,8 @@ class DomainState:
         return cls(
             domain=str(data["domain"]),
             watermark=None if data["watermark"] is None else parse_time(data["watermark"]),
+            clock=None if data["clock"] is None else parse_time(data["clock"]),
+            buffer=ReorderBuffer.from_json(data["buffer"]),
             offsets={(str(t), int(p)): int(o) for t, p, o in data["offsets"]},
             digest=str(data["digest"]),
             applied=int(data["applied"]),

@@ -8,7 +8,13 @@ roster, queue or project change, and staleness (``max_staleness_minutes`` since 
 Debounce: a plan is due at most once per ``min_replan_minutes`` of event time after the last
 plan, except when an **urgent** trigger is pending — a rejection, partial confirmation or
 timeout (capacity we counted on will not come) or a contract change (including a suspension:
-the provider's capacity must go now). Urgent triggers plan at the next ``due()`` call.
+the provider's capacity must go now). Urgent triggers plan at the point of the timeline where
+they are marked.
+
+All of it reads the domain **clock** (the canonical timeline applied so far), never the
+watermark: the processor evaluates ``pending`` after every step of the timeline, and the ends
+of the debounce and of the staleness window are steps of their own (:meth:`TriggerBook.wake`),
+so a plan happens at the same point of event time however the input was batched.
 """
 
 from __future__ import annotations
@@ -78,20 +84,33 @@ class TriggerBook:
             current.seq = self.seq
 
     def pending(
-        self, watermark: datetime, cfg: PlannerConfig
+        self, clock: datetime, cfg: PlannerConfig
     ) -> tuple[tuple[TriggerKind, ...], bool] | None:
         """Reasons to plan now and whether one is urgent, or None (nothing due yet)."""
+        last = self.last_plan_at
+        stale = last is not None and clock >= last + cfg.max_staleness
+        if not self.marks and not stale:
+            return None  # the per-step fast path
         kinds = sorted(self.marks)
         urgent = any(m.urgent for m in self.marks.values())
-        stale = self.last_plan_at is not None and watermark >= self.last_plan_at + cfg.max_staleness
         if stale:
             kinds = sorted({*kinds, TriggerKind.STALENESS})
-        if not kinds:
-            return None
-        debounced = self.last_plan_at is None or watermark >= self.last_plan_at + cfg.min_replan
+        debounced = last is None or clock >= last + cfg.min_replan
         if urgent or debounced or stale:
             return tuple(kinds), urgent
         return None
+
+    def wake(self, clock: datetime, cfg: PlannerConfig) -> datetime | None:
+        """The next clock time after ``clock`` at which ``pending`` may change by itself: the
+        end of the debounce (when marks wait for it) or of the staleness window."""
+        last = self.last_plan_at
+        if last is None:
+            return None
+        times = [last + cfg.max_staleness]
+        if self.marks:
+            times.append(last + cfg.min_replan)
+        future = [t for t in times if t > clock]
+        return min(future) if future else None
 
     def primary(self, reasons: tuple[TriggerKind, ...]) -> TriggerKind:
         """The reason to name first: the earliest urgent mark, else the earliest mark."""

@@ -171,19 +171,33 @@ class DomainHandler:
             await self._sender.send_all(letters)
 
     async def _handle(self, domain: str, items: list[Inbound]) -> None:
+        """Run one inbound batch through the core's event-time timeline and publish.
+
+        The core applies events in a canonical order once they are final and stops wherever a
+        plan is due (``result.more``), so plans fall at the same points of event time however
+        Kafka cut and interleaved the input: plan there, publish, and continue with
+        ``ingest(())`` until what the batch made final is done. State is stored once at the
+        end; a crash before that replays the batch, which yields the same output ids.
+        """
         processor = self._processor(domain)
         result = processor.ingest(items)
-        outputs: list[Event] = []
-        for item, stage, error_class, reason in result.refused:
-            outputs.append(dead_letter_for_event(item, stage, error_class, reason))
-            EVENTS_DEAD_LETTERED.labels(item.topic, stage.value, error_class).inc()
-        if result.duplicates:
-            EVENTS_DUPLICATE.labels(domain).inc(result.duplicates)
-        outputs.extend(result.log)
-        trigger = processor.due()
-        if trigger is not None:
-            outputs.extend(await self._plan(domain, processor, trigger))
-        await self._sender.send_all(outputs)
+        while True:
+            outputs: list[Event] = []
+            for item, stage, error_class, reason in result.refused:
+                # buffered events may come back from a restored state as the core's own tuple
+                inbound = Inbound(item.event, item.topic, item.partition, item.offset)
+                outputs.append(dead_letter_for_event(inbound, stage, error_class, reason))
+                EVENTS_DEAD_LETTERED.labels(item.topic, stage.value, error_class).inc()
+            if result.duplicates:
+                EVENTS_DUPLICATE.labels(domain).inc(result.duplicates)
+            outputs.extend(result.log)
+            trigger = processor.due()
+            if trigger is not None:
+                outputs.extend(await self._plan(domain, processor, trigger))
+            await self._sender.send_all(outputs)
+            if not result.more:
+                break
+            result = processor.ingest(())
         self._states[domain.encode()] = _dumps(processor.to_state())
         self.handled += len(items)
 
