@@ -303,5 +303,33 @@ def worker(
     ).execute_from_commandline()
 
 
+@app.command()
+def evaluate(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file.")],
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="optimiser|greedy|reactive|static|all")
+    ] = "all",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+) -> None:
+    """Closed-loop evaluation in process: cost, SLA, unmet hours, actions, violations."""
+    from services.sim import evaluate as ev
+    from services.sim.scenario import ScenarioError, load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        names = list(ev.POLICIES) if policy == "all" else [policy]
+        with console.status("evaluating") as status:
+            results = ev.evaluate(
+                loaded, names, progress=lambda n, at: status.update(f"{n}: {at:%Y-%m-%d %H:%M}")
+            )
+    except (ScenarioError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    ev.render(loaded, results, console)
+    if json_out is not None:
+        ev.write_json(json_out, loaded, results)
+        console.print(f"JSON written to {json_out}")
+
+
 if __name__ == "__main__":
     app()

@@ -7,6 +7,7 @@ its own module (like KEDA's scalers), so adding a policy touches no caller.
 from allocator.policies.base import AllocationPolicy, assemble_plan
 from allocator.policies.greedy import GreedyPolicy
 from allocator.policies.optimiser import OptimiserPolicy
+from allocator.policies.reactive import ReactivePolicy as ReactivePolicy
 from allocator.policies.static import StaticMode, StaticPolicy
 
 __all__ = [

@@ -1,0 +1,138 @@
+"""The closed loop, in process: operations → controller → providers → capacity in place →
+service outcome → back to operations, stepping through event time one demand interval at a
+time.
+
+Why this order within a tick ``[t, t + Δ)``: the capacity in place at ``t`` serves the
+interval's demand (outcome model); at ``t + Δ`` the operations system reports the interval
+(arrivals, handle time and the backlog the outcome left), contract changes and project
+approvals of the tick happen, providers send the answers that are due; the controller takes
+all of it and returns requests, which providers receive at ``t + Δ``. No wall clock anywhere:
+the same scenario gives the same result.
+
+Phases: *history* (demand before the lead-in only trains the forecasts; nothing is planned),
+*lead-in* (the full loop, not measured, so capacity with lead times is in place), *measured*
+(``scenario.start`` to ``scenario.end``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from allocator import Policy
+from schemas import Event
+from services.sim.controllers import Controller, Stats
+from services.sim.demand import DemandTrace, load_demand
+from services.sim.operations import Catalogue, OperationsSimulator, build_catalogue
+from services.sim.outcome import ServiceModel
+from services.sim.providers import ProviderSimulator
+from services.sim.scenario import Scenario
+
+__all__ = ["LoopResult", "World", "allocator_policy", "build_world", "run_loop"]
+
+
+def allocator_policy(scenario: Scenario) -> Policy:
+    """The scenario's weights as the allocator's :class:`Policy` (the same prices score every
+    policy in the outcome model)."""
+    w = scenario.policy
+    return Policy(
+        core_in_house_share=w.core_in_house_share,
+        vendor_concentration_cap=w.vendor_concentration_cap,
+        churn_cost_per_fte=w.churn_cost_per_fte,
+        sla_penalty_per_contact=w.sla_penalty_per_contact,
+        unmet_work_penalty_per_hour=w.unmet_work_penalty_per_hour,
+        quality_penalty_per_fte_hour=w.quality_penalty_per_fte_hour,
+        max_occupancy=w.max_occupancy,
+        level_change_hours=w.level_change_hours,
+    )
+
+
+@dataclass(slots=True)
+class World:
+    """Everything one run shares between policies, rebuilt fresh per run (no state leaks)."""
+
+    scenario: Scenario
+    trace: DemandTrace
+    catalogue: Catalogue
+    ops: OperationsSimulator
+    providers: ProviderSimulator
+    model: ServiceModel
+
+
+def build_world(scenario: Scenario, trace: DemandTrace | None = None) -> World:
+    trace = trace or load_demand(scenario)
+    catalogue = build_catalogue(scenario, trace.start, trace.interval_minutes)
+    ops = OperationsSimulator(scenario, trace, catalogue)
+    providers = ProviderSimulator(scenario.providers, scenario.domain, catalogue.contracts)
+    model = ServiceModel(
+        streams=catalogue.streams,
+        teams=catalogue.team_objects,
+        providers=catalogue.providers,
+        team_cost={t.id: t.cost_per_hour for t in scenario.teams},
+        policy=allocator_policy(scenario),
+        default_aht={q.id: q.default_handle_time_s for q in scenario.queues},
+        interval_minutes=trace.interval_minutes,
+    )
+    return World(scenario, trace, catalogue, ops, providers, model)
+
+
+@dataclass(slots=True)
+class LoopResult:
+    world: World
+    stats: Stats
+    ticks: int
+    capacity_hours: dict[str, float]
+    """FTE-hours in place per provider over the measured window."""
+
+
+def run_loop(
+    world: World,
+    controller: Controller,
+    progress: Callable[[datetime], None] | None = None,
+) -> LoopResult:
+    """Run the loop over the world's trace (see the module docstring)."""
+    sc, trace, ops, providers, model = (
+        world.scenario,
+        world.trace,
+        world.ops,
+        world.providers,
+        world.model,
+    )
+    lead_in = sc.start - timedelta(hours=sc.lead_in_hours)
+    first = max(0, trace.index(lead_in))
+    catalogue_events: list[Event] = world.catalogue.events()
+    history: list[Event] = list(catalogue_events)
+    for i in range(first):
+        history += ops.volumes(i, {})
+    controller.warm(history)
+    if first == 0:
+        controller.tick(trace.start, catalogue_events)
+    capacity_hours: dict[str, float] = {}
+    hours = trace.interval_minutes / 60.0
+    ticks = 0
+    for i in range(first, trace.length):
+        start = ops.interval_start(i)
+        end = start + trace.interval
+        if start >= sc.end:
+            break
+        measure = start >= sc.start
+        lines = providers.in_place(start)
+        model.step(
+            start, {q: trace.at(q, i) for q in world.catalogue.queues}, lines, measure=measure
+        )
+        if measure:
+            for (pid, _), fte in lines.items():
+                capacity_hours[pid] = capacity_hours.get(pid, 0.0) + fte * hours
+        events: list[Event] = []
+        events += ops.volumes(i, {q: model.open_tickets(q) for q in world.catalogue.queues})
+        events += providers.contract_events(start, end)
+        events += ops.projects(start, end)
+        events += providers.due(end)
+        for request in controller.tick(end, events):
+            providers.request(request, received_at=end)
+        ticks += 1
+        if progress is not None:
+            progress(end)
+    model.finish(sc.end)
+    return LoopResult(world, controller.stats, ticks, capacity_hours)
