@@ -330,6 +330,48 @@ class _Builder:
             return need
         return min(math.floor(prov.contract.max_fte / block + 1e-9) * block, need)
 
+    def _line_demand(self, j: int, skill: str) -> NDArray[np.float64]:
+        """Required FTE per period of every stream the line (provider ``j``, ``skill``) may take."""
+        dem = np.zeros(self.T)
+        for cls in self.classes:
+            if cls.skill == skill and j in cls.providers:
+                for i in cls.streams:
+                    dem += np.asarray(self.reqs[i].required_fte, dtype=np.float64)
+        return dem
+
+    def _segment_upper(
+        self,
+        j: int,
+        rate: SkillRate,
+        segments: tuple[tuple[int, int], ...],
+        window: int,
+        churn: float,
+    ) -> list[int]:
+        """Per segment, the most blocks an optimal plan can hold on the line (a valid bound).
+
+        Outside the windows, a level above both the segment's eligible demand (cover never
+        exceeds the requirement) and the contract minimum can only be there to save churn.
+        Dropping one block saves at least ``H·len·min_rate`` per FTE and adds at most
+        ``2·churn`` (two steps move by one block), and a level that high leaves the provider's
+        total ≥ min after the drop; so when the saving is larger, some optimal plan stays at or
+        below ``max(⌈demand/block⌉, ⌈min/block⌉)`` blocks. This bound is what makes the
+        engagement rows ``n ≤ ub·e`` tight in the LP: a horizon-wide bound let the relaxation
+        engage providers at a fraction of their minimum in quiet segments.
+        """
+        prov = self.p.providers[j]
+        b = prov.contract.block_fte
+        dem = self._line_demand(j, rate.skill)
+        r_min = min(t.rate_per_hour for t in rate.tiers)
+        floor_min = math.ceil(prov.contract.min_fte / b - 1e-9)
+        out: list[int] = []
+        for start, end in segments:
+            if start < window or self.H * (end - start) * r_min <= 2.0 * churn + EPS:
+                out.append(10**9)
+                continue
+            need = math.ceil(float(dem[start:end].max()) / b - 1e-9)
+            out.append(max(need, floor_min))
+        return out
+
     def add_lines(self) -> None:
         """Level variables per contract line and segment, frozen windows, tiers and churn."""
         req = self.p.request
@@ -367,7 +409,8 @@ class _Builder:
                 )
                 upper = self._line_upper(j, rate.skill)
                 b = contract.block_fte
-                for start, end in segments:
+                seg_hi = self._segment_upper(j, rate, segments, max(up_lead, notice), churn)
+                for s_idx, (start, end) in enumerate(segments):
                     # Baseline and window status are constant over a segment: decide at start.
                     level: float | None = None
                     var: int | None = None
@@ -380,7 +423,7 @@ class _Builder:
                         hi = (
                             math.floor(base[start] / b + 1e-9)
                             if start < up_lead
-                            else math.floor(upper / b + 1e-9)
+                            else min(math.floor(upper / b + 1e-9), seg_hi[s_idx])
                         )
                         hi = max(hi, lo)
                         if hi == lo:
