@@ -131,5 +131,12 @@ def create_app(settings: Settings) -> faust.App:
         ingest.stop()
         planner.close()
 
-    register_views(app, plans=plans, ingest=ingest, handler=handler)
+    register_views(
+        app,
+        states=states,
+        plans=plans,
+        ingest=ingest,
+        handler=handler,
+        internal_topic=settings.topic(INTERNAL_TOPIC),
+    )
     return app
