@@ -1,23 +1,39 @@
 """The internal hand-over format from the batched ingest stage to the domain agent.
 
 One Kafka message on ``internal.domain-inputs`` carries many validated events of one planning
-domain, in input order, each with the topic, partition and offset it came from (the plan's input
-watermark and the dead letters of late events need them). Events are already validated, so the
-domain agent rebuilds them without the strict wire checks.
+domain, in the order ingest released them, each with the topic, partition and offset it came
+from (the plan's input watermark and the dead letters of late events need them).
+
+Why a format of its own rather than the wire form: events are already validated, and the hot
+path pays twice per event for whatever it does here (once to write, once to read, both in the
+worker process), so
+
+* ticket volumes — nearly all of the traffic — travel as compact positional rows (no field
+  names, ~half the bytes of a ``model_dump``) and are rebuilt without validation by
+  :func:`trusted_volume` (about 5x cheaper than ``model_validate``);
+* every other event type keeps its ``model_dump`` and is re-validated: those are rare, and
+  re-validation keeps their nested models (rates, SLAs) exactly as pydantic builds them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from schemas import EVENT_TYPES, Event
+from schemas import EVENT_TYPES, Event, TicketVolumeObserved
 
 INTERNAL_TOPIC = "internal.domain-inputs"
-FORMAT_VERSION = 1
-#: Events per internal message: keeps messages well under Kafka's default 1 MB record limit.
-MAX_ITEMS_PER_MESSAGE = 1500
+FORMAT_VERSION = 2
+#: Items per internal message: compact volume rows are ~170 bytes, so this keeps a message
+#: under ~1 MB (Faust's default producer request limit) while few, large messages keep the
+#: domain agent's per-message costs (state write, due check) off the per-event path.
+MAX_ITEMS_PER_MESSAGE = 5000
+
+_VOLUME = 0
+_EVENT = 1
+_VOLUME_FIELDS = frozenset(TicketVolumeObserved.model_fields)
 
 
 class Inbound(NamedTuple):
@@ -29,30 +45,110 @@ class Inbound(NamedTuple):
     offset: int
 
 
-def encode_batch(items: Sequence[Inbound]) -> bytes:
-    """Serialise a batch of one domain's events (JSON, envelope attributes included)."""
-    rows = [
-        [
+def _row(item: Inbound) -> list[Any]:
+    event = item.event
+    if type(event) is TicketVolumeObserved:
+        return [
+            _VOLUME,
             item.topic,
             item.partition,
             item.offset,
-            type(item.event).event_type,
-            item.event.model_dump(mode="json"),
+            event.id,
+            event.source,
+            event.time.isoformat(),
+            event.domain,
+            event.queue_id,
+            event.interval_start.isoformat(),
+            event.interval_minutes,
+            event.arrivals,
+            event.backlog,
+            event.abandoned,
+            event.mean_handle_time_s,
         ]
-        for item in items
+    return [
+        _EVENT,
+        item.topic,
+        item.partition,
+        item.offset,
+        type(event).event_type,
+        event.model_dump(mode="json"),
     ]
+
+
+def encode_batch(items: Sequence[Inbound]) -> bytes:
+    """Serialise a batch of one domain's events (see the module docstring for the rows)."""
+    rows = [_row(item) for item in items]
     return json.dumps({"v": FORMAT_VERSION, "items": rows}, separators=(",", ":")).encode()
+
+
+def trusted_volume(
+    event_id: str,
+    source: str,
+    time: datetime,
+    domain: str,
+    queue_id: str,
+    interval_start: datetime,
+    interval_minutes: int,
+    arrivals: int,
+    backlog: int,
+    abandoned: int,
+    mean_handle_time_s: float | None,
+) -> TicketVolumeObserved:
+    """A ``TicketVolumeObserved`` from values that already passed validation at ingest.
+
+    What ``model_construct`` does, minus its per-field default handling: every field is given,
+    so the instance equals the validated one (same values, same fields-set) at a fraction of the
+    cost. Never use it for values that were not validated.
+    """
+    event = object.__new__(TicketVolumeObserved)
+    object.__setattr__(
+        event,
+        "__dict__",
+        {
+            "id": event_id,
+            "source": source,
+            "time": time,
+            "domain": domain,
+            "queue_id": queue_id,
+            "interval_start": interval_start,
+            "interval_minutes": interval_minutes,
+            "arrivals": arrivals,
+            "backlog": backlog,
+            "abandoned": abandoned,
+            "mean_handle_time_s": mean_handle_time_s,
+        },
+    )
+    object.__setattr__(event, "__pydantic_fields_set__", _VOLUME_FIELDS)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
 
 
 def decode_batch(value: bytes) -> list[Inbound]:
     """Rebuild the events of an internal message (trusted: validated at ingest)."""
     body: dict[str, Any] = json.loads(value)
-    if body.get("v") != FORMAT_VERSION:
-        raise ValueError(f"internal batch format {body.get('v')!r} is not {FORMAT_VERSION}")
-    return [
-        Inbound(EVENT_TYPES[event_type].model_validate(data), topic, partition, offset)
-        for topic, partition, offset, event_type, data in body["items"]
-    ]
+    version = body.get("v")
+    if version == 1:  # written by a worker before this format: still in the topic on upgrade
+        return [
+            Inbound(EVENT_TYPES[event_type].model_validate(data), topic, partition, offset)
+            for topic, partition, offset, event_type, data in body["items"]
+        ]
+    if version != FORMAT_VERSION:
+        raise ValueError(f"internal batch format {version!r} is not {FORMAT_VERSION}")
+    parse = datetime.fromisoformat
+    out: list[Inbound] = []
+    append = out.append
+    for row in body["items"]:
+        if row[0] == _VOLUME:
+            _, topic, partition, offset, eid, src, at, dom, qid, start, mins, arr, back, ab, h = row
+            event: Event = trusted_volume(
+                eid, src, parse(at), dom, qid, parse(start), mins, arr, back, ab, h
+            )
+            append(Inbound(event, topic, partition, offset))
+        else:
+            _, topic, partition, offset, event_type, data = row
+            append(Inbound(EVENT_TYPES[event_type].model_validate(data), topic, partition, offset))
+    return out
 
 
 def chunks(
