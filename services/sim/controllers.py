@@ -19,12 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from allocator import AllocatorError
 from allocator.checks import check_plan
-from allocator.domain import Provider, Team, WorkStream
+from allocator.domain import Provider, Sla, Team, WorkStream
 from allocator.policies import AllocationPolicy
 from allocator.policies.reactive import (
     QueueObservation,
@@ -36,6 +36,8 @@ from schemas import (
     CapacityRequested,
     CapacityResponded,
     Event,
+    ProjectDemandChanged,
+    ProjectStatus,
     ProviderContractUpdated,
     ResponseStatus,
     TicketVolumeObserved,
@@ -160,6 +162,7 @@ class ReactiveController:
     respond_window: timedelta = timedelta(hours=24)
     state: ReactiveState = field(default_factory=ReactiveState)
     last: dict[str, TicketVolumeObserved] = field(default_factory=dict)
+    projects: dict[str, ProjectDemandChanged] = field(default_factory=dict)
     sent: dict[str, _Sent] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
 
@@ -177,6 +180,8 @@ class ReactiveController:
                 self._answer(event)
             elif isinstance(event, ProviderContractUpdated):
                 self.providers[event.provider_id] = provider_of(event)
+            elif isinstance(event, ProjectDemandChanged):
+                self.projects[event.project_id] = event
         for rid in sorted(self.sent):
             sent = self.sent[rid]
             if sent.request.respond_by < now:  # silence until the deadline: rejected
@@ -193,6 +198,7 @@ class ReactiveController:
             for s in self.streams
             if (obs := self.last.get(s.id)) is not None
         ]
+        observations += self._project_load(now)
         actions, self.state = self.policy.decide(
             now, observations, self.teams, list(self.providers.values()), self.state
         )
@@ -204,6 +210,24 @@ class ReactiveController:
             out.append(request)
         self.stats.requests += len(out)
         self.stats.plans += 1
+        return out
+
+    def _project_load(self, now: datetime) -> list[QueueObservation]:
+        """Running approved projects as resolve-within load (their weekly hours, per hour)."""
+        out = []
+        for pid, p in sorted(self.projects.items()):
+            day = now.astimezone(UTC).date()
+            if p.status is not ProjectStatus.APPROVED or not p.start <= day <= p.end:
+                continue
+            stream = WorkStream(
+                id=pid,
+                kind="project",
+                skill=p.skill,
+                sla=Sla.resolve_within(40.0),
+                sensitivity=p.sensitivity.value,
+                allowed_regions=frozenset(p.allowed_regions),
+            )
+            out.append(QueueObservation(stream, 1.0, p.hours_per_week / 168.0 * 3600.0, 0.0, 60))
         return out
 
     def _request(self, action: ScaleAction, now: datetime) -> CapacityRequested:

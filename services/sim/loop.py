@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from allocator import Policy
+from allocator import Policy, Sla, WorkStream
 from schemas import Event
 from services.sim.controllers import Controller, Stats
-from services.sim.demand import DemandTrace, load_demand
+from services.sim.demand import DemandTrace, Interval, load_demand
 from services.sim.operations import Catalogue, OperationsSimulator, build_catalogue
 from services.sim.outcome import ServiceModel
 from services.sim.providers import ProviderSimulator
@@ -60,18 +60,49 @@ class World:
     model: ServiceModel
 
 
+PROJECT_RESOLVE_HOURS = 40.0
+"""Resolve-within target of project work (the planner's ``project_resolve_hours`` default)."""
+
+
+def project_streams(scenario: Scenario) -> tuple[WorkStream, ...]:
+    """Projects of the pipeline as work streams (served like incident work in the outcome)."""
+    return tuple(
+        WorkStream(
+            id=p.id,
+            kind="project",
+            skill=p.skill,
+            sla=Sla.resolve_within(PROJECT_RESOLVE_HOURS),
+            sensitivity=p.sensitivity,
+            allowed_regions=frozenset(p.allowed_regions),
+        )
+        for p in scenario.projects
+    )
+
+
+def project_work(scenario: Scenario, start: datetime, minutes: int) -> dict[str, Interval]:
+    """Project work arriving in ``[start, start + minutes)``: one work package of the
+    interval's share of ``hours_per_week``, once the project is approved and running."""
+    out: dict[str, Interval] = {}
+    for p in scenario.projects:
+        if p.approved_at <= start and p.start <= start < p.end:
+            hours = p.hours_per_week / 168.0 * minutes / 60.0
+            out[p.id] = Interval(1, hours * 3600.0) if hours > 0 else Interval(0, None)
+    return out
+
+
 def build_world(scenario: Scenario, trace: DemandTrace | None = None) -> World:
     trace = trace or load_demand(scenario)
     catalogue = build_catalogue(scenario, trace.start, trace.interval_minutes)
     ops = OperationsSimulator(scenario, trace, catalogue)
     providers = ProviderSimulator(scenario.providers, scenario.domain, catalogue.contracts)
     model = ServiceModel(
-        streams=catalogue.streams,
+        streams=catalogue.streams + project_streams(scenario),
         teams=catalogue.team_objects,
         providers=catalogue.providers,
         team_cost={t.id: t.cost_per_hour for t in scenario.teams},
         policy=allocator_policy(scenario),
-        default_aht={q.id: q.default_handle_time_s for q in scenario.queues},
+        default_aht={q.id: q.default_handle_time_s for q in scenario.queues}
+        | {p.id: 3600.0 for p in scenario.projects},
         interval_minutes=trace.interval_minutes,
     )
     return World(scenario, trace, catalogue, ops, providers, model)
@@ -118,9 +149,9 @@ def run_loop(
             break
         measure = start >= sc.start
         lines = providers.in_place(start)
-        model.step(
-            start, {q: trace.at(q, i) for q in world.catalogue.queues}, lines, measure=measure
-        )
+        demand = {q: trace.at(q, i) for q in world.catalogue.queues}
+        demand |= project_work(sc, start, trace.interval_minutes)
+        model.step(start, demand, lines, measure=measure)
         if measure:
             for (pid, _), fte in lines.items():
                 capacity_hours[pid] = capacity_hours.get(pid, 0.0) + fte * hours
@@ -129,6 +160,7 @@ def run_loop(
         events += providers.contract_events(start, end)
         events += ops.projects(start, end)
         events += providers.due(end)
+        events.sort(key=lambda e: (e.time, e.id))  # event-time order, as a broker would
         for request in controller.tick(end, events):
             providers.request(request, received_at=end)
         ticks += 1

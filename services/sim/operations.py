@@ -156,7 +156,7 @@ class OperationsSimulator:
                         skill=p.skill,
                         hours_per_week=p.hours_per_week,
                         start=p.start.astimezone(UTC).date(),
-                        end=p.end.astimezone(UTC).date(),
+                        end=(p.end.astimezone(UTC) - timedelta(seconds=1)).date(),
                         sensitivity=Sensitivity(p.sensitivity),
                         allowed_regions=p.allowed_regions,
                         status=ProjectStatus.APPROVED,
