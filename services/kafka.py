@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, TopicAlreadyExistsError
 
 from schemas import DeadLetter, DeadLetterHeader, DeadLetterStage, Event
 from schemas.topics import (
@@ -315,7 +315,16 @@ class ValidatingReader:
         if not assigned:
             return {}
         ends = await self._consumer.end_offsets(assigned)
-        return {tp: ends[tp] - await self._consumer.position(tp) for tp in assigned}
+        lags: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            # A rebalance may revoke a partition between the calls above and here (another
+            # worker joined or died); skip it rather than crash the reader (and with it the
+            # worker, which is what an IllegalStateError from position() did).
+            try:
+                lags[tp] = ends[tp] - await self._consumer.position(tp)
+            except IllegalStateError:
+                continue
+        return lags
 
 
 async def read_topic(
