@@ -96,3 +96,9 @@ SECURITY_EVENTS = Counter(
     ["provider"],
     registry=REGISTRY,
 )
+INGEST_RESTARTS = Counter(
+    "flexforce_ingest_restarts_total",
+    "Times the ingest stage failed and was restarted (its consumer re-joins; input is re-read "
+    "from the last committed offsets, so nothing is lost).",
+    registry=REGISTRY,
+)
