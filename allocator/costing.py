@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from allocator.demand import StreamRequirement
 from allocator.domain import AllocationProblem
 from allocator.plan import Assignment, CostBreakdown, StreamService
@@ -139,18 +141,21 @@ def service_table(
     """Cover, unmet FTE and expected service level per stream and period (stream-major)."""
     cover = cover_of(assignments).total
     out: list[StreamService] = []
+    horizon = problem.request.horizon_periods
+    periods = np.arange(horizon, dtype=np.int64)
     for stream, req in zip(problem.streams, reqs, strict=True):
-        for t in range(problem.request.horizon_periods):
+        staffed = np.asarray([cover.get((stream.id, t), 0.0) for t in range(horizon)])
+        sls = req.expected_sl_all(periods, staffed)
+        for t in range(horizon):
             need = req.required_fte[t]
-            staffed = cover.get((stream.id, t), 0.0)
             out.append(
                 StreamService(
                     period=t,
                     stream_id=stream.id,
                     required_fte=need,
-                    staffed_fte=staffed,
-                    unmet_fte=max(0.0, need - staffed),
-                    expected_sl=req.expected_sl(t, staffed),
+                    staffed_fte=float(staffed[t]),
+                    unmet_fte=max(0.0, need - float(staffed[t])),
+                    expected_sl=float(sls[t]),
                     target_sl=req.target_sl,
                 )
             )

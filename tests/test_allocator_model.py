@@ -599,3 +599,50 @@ def test_level_segments_split_at_blocks_windows_and_pending() -> None:
 def test_cp_sat_is_refused_not_silently_wrong() -> None:
     with pytest.raises(SolverFailure, match="cp_sat"):
         solve(small_problem(), SolverOptions(backend="cp_sat"))
+
+
+def test_sl_curve_is_exact_on_the_last_agent_and_reported_sl_is_staffing() -> None:
+    """The model's SL curve equals the exact Erlang line on [n−1, n] and never exceeds the
+    hull; the plan's expected SL is :func:`allocator.staffing.service_level` at its cover."""
+    import numpy as np
+
+    from allocator import staffing
+    from allocator.demand import stream_requirements
+    from allocator.synthetic import generate
+
+    problem = generate("S", 1, binding_contracts=True)
+    reqs = stream_requirements(problem)
+    checked = 0
+    for req in reqs:
+        if req.queue is None:
+            continue
+        q = req.queue
+        for t, n in enumerate(req.required_fte):
+            if n < 1:
+                continue
+            ks = np.asarray([n - 1, n - 0.5, n])
+            exact = staffing.service_level(
+                q.arrivals[t], q.aht_s[t], q.interval_s, ks, q.target_s, q.patience_s
+            )
+            exact[-1] = max(exact[-1], req.target_sl)
+            exact[1] = 0.5 * (exact[0] + exact[2])
+            got = [req.curves[t].value(float(k)) for k in ks]
+            np.testing.assert_allclose(got, exact, atol=1e-9)
+            checked += 1
+    assert checked > 0
+    plan = solve(problem, SolverOptions(time_limit_s=10))
+    by_id = {r.stream_id: r for r in reqs}
+    for row in plan.service:
+        req = by_id[row.stream_id]
+        if req.queue is None or row.required_fte <= 0:
+            continue
+        q = req.queue
+        want = staffing.service_level(
+            q.arrivals[row.period],
+            q.aht_s[row.period],
+            q.interval_s,
+            min(row.staffed_fte, row.required_fte),
+            q.target_s,
+            q.patience_s,
+        )
+        assert row.expected_sl == pytest.approx(float(np.clip(want, 0, 1)), abs=1e-12)

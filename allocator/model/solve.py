@@ -365,19 +365,22 @@ def _costs(built: Built, v: NDArray[np.float64]) -> CostBreakdown:
 def _service(built: Built, v: NDArray[np.float64]) -> list[StreamService]:
     p = built.problem
     out: list[StreamService] = []
+    horizon = p.request.horizon_periods
+    periods = np.arange(horizon, dtype=np.int64)
     for i, stream in enumerate(p.streams):
         req = built.reqs[i]
-        for t in range(p.request.horizon_periods):
-            staffed = cover_value(built, v, i, t)
+        staffed = np.asarray([cover_value(built, v, i, t) for t in range(horizon)])
+        sls = req.expected_sl_all(periods, staffed)
+        for t in range(horizon):
             need = req.required_fte[t]
             out.append(
                 StreamService(
                     period=t,
                     stream_id=stream.id,
                     required_fte=need,
-                    staffed_fte=staffed,
-                    unmet_fte=max(0.0, need - staffed),
-                    expected_sl=req.expected_sl(t, staffed),
+                    staffed_fte=float(staffed[t]),
+                    unmet_fte=max(0.0, need - float(staffed[t])),
+                    expected_sl=float(sls[t]),
                     target_sl=req.target_sl,
                 )
             )
