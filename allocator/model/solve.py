@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
 from allocator.model.build import Built, Line, build_model, cover_value, with_aux
+from allocator.model.local import LevelSearch, window_levels
 from allocator.model.lp import LinearProgram, LpResult
 from allocator.plan import (
     Assignment,
@@ -41,6 +43,10 @@ ROUND_THRESHOLD = 0.5
 ROUND_MIN_SHARE = 2.0
 """The rounding stage's time floor, as a multiple of the LP's time (it may overrun the limit)."""
 """Fractional part above which an LP level rounds up (see :func:`_rounded_bounds`)."""
+SEARCH_MIN_S = 1.0
+"""Time that must be left after rounding for the level search to run."""
+SEARCH_SHARE = 0.4
+"""Share of the time left that the level search may take (the full MIP gets the rest)."""
 DEFINITIONS = frozenset({"outsourced_total"})
 """Lazy rows that only define sum variables: never "broken", added with the rows using them."""
 
@@ -192,6 +198,11 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 stages.append(_stage("round", rounded))
                 if rounded.has_solution:
                     best = rounded
+                    searched = _search(built, rlb, rub, rounded, deadline, mip)
+                    if searched is not None:
+                        stages.append(searched[1])
+                        if searched[0].objective < best.objective:
+                            best = searched[0]
         if best is None or _gap(best.objective, bound) > opts.relative_gap:
             hint = best.values if best is not None else None
             full = mip(time_limit_s=left(), hint=hint)
@@ -218,6 +229,45 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     return Outcome(
         with_aux(built, best.values), best.objective, bound, status, elapsed, stages, rows
     )
+
+
+def _search(
+    built: Built,
+    rlb: NDArray[np.float64],
+    rub: NDArray[np.float64],
+    rounded: LpResult,
+    deadline: float,
+    mip: Callable[..., LpResult],
+) -> tuple[LpResult, str] | None:
+    """Local search on the rounded levels, then the rounded MIP again at the new levels.
+
+    Runs only when at least ``SEARCH_MIN_S`` is left, and takes at most ``SEARCH_SHARE`` of
+    it, so the full MIP still gets time to improve the bound. Returns the re-solved plan and a
+    stage line, or None when the search moved nothing.
+    """
+    left = deadline - time.perf_counter()
+    if left < SEARCH_MIN_S:
+        return None
+    t0 = time.perf_counter()
+    search = LevelSearch(built)
+    frozen = window_levels(built, rlb, rub)
+    levels, saved, moves = search.improve(
+        rounded.values, frozen, time.perf_counter() + SEARCH_SHARE * left
+    )
+    t_search = time.perf_counter() - t0
+    if moves == 0:
+        return None
+    lb, ub = rlb.copy(), rub.copy()
+    for v in sorted(search.level_vars):
+        if not frozen[v]:
+            lb[v] = ub[v] = levels[v]
+    res = mip(time_limit_s=max(0.05, deadline - time.perf_counter()), lb=lb, ub=ub)
+    obj = f"{res.objective:,.0f}" if res.has_solution else "-"
+    line = (
+        f"search:{moves} moves,-{saved:,.0f}:{t_search:.2f}s:"
+        f"{res.status}:{obj}:{res.wall_time_s:.2f}s"
+    )
+    return (res, line) if res.has_solution else None
 
 
 def _stage(name: str, res: LpResult) -> str:
