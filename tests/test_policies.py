@@ -321,3 +321,25 @@ def test_level_change_inside_a_block_is_caught(sound: tuple[AllocationProblem, P
     ), found
     # A whole-block change at a block start is allowed.
     assert not any(v.constraint == "level_segment" for v in check_plan(problem, plan))
+
+
+def test_optimiser_without_a_plan_in_time_falls_back_to_a_labelled_greedy_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A solver that finds nothing in its limit must not leave the service planless: the
+    greedy plan is returned, named as a fallback, and it still passes every check."""
+    import allocator.policies.optimiser as optimiser_module
+    from allocator.errors import SolverFailure
+
+    def no_plan(problem: AllocationProblem, options: SolverOptions) -> Plan:
+        raise SolverFailure("highs found no plan after 2.5s (time limit 2.0s)")
+
+    monkeypatch.setattr(optimiser_module, "solve", no_plan)
+    problem = generate("S", seed=3, binding_contracts=True)
+    plan = OptimiserPolicy(SolverOptions(time_limit_s=2)).plan(problem)
+    assert plan.policy == "optimiser:highs+greedy-fallback"
+    assert any("greedy plan is used instead" in note for note in plan.explanation.notes)
+    assert check_plan(problem, plan) == []
+    assert plan.costs.total == GreedyPolicy().plan(problem).costs.total
+    with pytest.raises(SolverFailure):
+        OptimiserPolicy(SolverOptions(time_limit_s=2), fallback_to_greedy=False).plan(problem)
