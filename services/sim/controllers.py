@@ -61,6 +61,8 @@ class Stats:
     plan_seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
     refused: int = 0
+    storms: int = 0
+    """Ticks where the planner kept finding a plan due at one step and was cut off."""
 
 
 class Controller(Protocol):
@@ -82,6 +84,9 @@ class PlannerController:
     processors: dict[str, DomainProcessor] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     offset: int = 0
+    max_plans_per_tick: int = 12
+    """Guard against an urgent re-plan loop inside one tick (a request that times out at the
+    step it was made re-triggers a plan that makes it again); counted in ``stats.storms``."""
 
     def _items(self, events: Sequence[Event]) -> dict[str, list[Inbound]]:
         out: dict[str, list[Inbound]] = {}
@@ -111,9 +116,15 @@ class PlannerController:
         for domain, items in sorted(self._items(events).items()):
             proc = self._proc(domain)
             step = proc.ingest(items)
+            plans = 0
             while True:
                 self.stats.refused += len(step.refused)
-                out += self._plan(proc)
+                if plans < self.max_plans_per_tick:
+                    out += self._plan(proc)
+                    plans += 1
+                elif plans == self.max_plans_per_tick:
+                    self.stats.storms += 1  # see docs: an urgent re-plan loop at one step
+                    plans += 1
                 if not step.more:
                     break
                 step = proc.ingest(())

@@ -65,6 +65,7 @@ def planner_config(scenario: Scenario) -> PlannerConfig:
         period_minutes=p.period_minutes,
         horizon_periods=p.horizon_periods,
         allowed_lateness_minutes=p.allowed_lateness_minutes,
+        control_lateness_minutes=p.control_lateness_minutes,
         min_replan_minutes=p.min_replan_minutes,
         max_staleness_minutes=p.max_staleness_minutes,
         report_solver_times=False,
@@ -94,6 +95,7 @@ class EvalResult:
     plan_seconds: float
     provider_fte_hours: dict[str, float]
     refused_events: int
+    plan_storms: int
     provider_answers: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -125,6 +127,7 @@ class EvalResult:
             "provider_fte_hours": {k: round(v, 2) for k, v in self.provider_fte_hours.items()},
             "provider_answers": self.provider_answers,
             "refused_events": self.refused_events,
+            "plan_storms": self.plan_storms,
             "runtime_s": round(self.runtime_s, 2),
             "plan_seconds": round(self.plan_seconds, 2),
         }
@@ -193,6 +196,7 @@ def _summarise(name: str, result: LoopResult, runtime: float) -> EvalResult:
         plan_seconds=result.stats.plan_seconds,
         provider_fte_hours=dict(sorted(result.capacity_hours.items())),
         refused_events=result.stats.refused,
+        plan_storms=result.stats.storms,
         provider_answers=dict(sorted(result.world.providers.answered.items())),
     )
 
@@ -263,6 +267,7 @@ def render(scenario: Scenario, results: Sequence[EvalResult], console: Console) 
     row("scale actions (requests)", lambda r: str(r.scale_actions))
     row("plans / scaler runs", lambda r: f"{r.plans} ({r.plan_failures} failed)")
     row("compliance violations", lambda r: str(r.compliance_violations))
+    row("plan storms cut", lambda r: str(r.plan_storms))
     row("runtime s (planning)", lambda r: f"{r.runtime_s:.1f} ({r.plan_seconds:.1f})")
     console.print(table)
 

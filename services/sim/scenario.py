@@ -212,7 +212,13 @@ class PlanningSpec(_Strict):
     horizon_periods: int = Field(48, ge=1)
     min_replan_minutes: int = Field(60, ge=0)
     max_staleness_minutes: int = Field(360, ge=1)
-    allowed_lateness_minutes: int = Field(15, ge=0)
+    allowed_lateness_minutes: int = Field(0, ge=0)
+    control_lateness_minutes: int = Field(
+        15,
+        ge=0,
+        description="Lateness of provider answers and contract events; > 0 keeps a request "
+        "whose respond_by is already reached from timing out at the very step it was made.",
+    )
     solver_time_limit_s: float = Field(2.0, gt=0)
     solver_backend: Literal["highs", "scip"] = "highs"
     relative_gap: float = Field(0.02, ge=0, lt=1)
