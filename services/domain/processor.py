@@ -246,7 +246,7 @@ class DomainProcessor:
         """One point of the timeline: events released here, then timers, then forecasts."""
         st = self.state
         buffer = st.buffer
-        while buffer.top() == at_us:
+        while (top := buffer.top()) is not None and top <= at_us:  # < only for late catalogue
             self._apply_item(buffer.pop(), result)
         clock = from_us(at_us)
         st.clock = clock
