@@ -7,11 +7,14 @@ directory, web port) differ between a deployment, the demo and each test's worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.types.auth import CredentialsT
 
 from schemas import Event
@@ -69,6 +72,44 @@ async def ensure_worker_topics(settings: Settings) -> None:
         is_input=False,
     )
     await ensure_topics(settings, [*deployment_topics(), internal])
+    await _ensure_changelogs(settings)
+
+
+#: Faust's own topics, by name suffix, as Faust would declare them (compacted changelogs).
+FAUST_TABLES = ("domain-state", "last-plan")
+
+
+async def _ensure_changelogs(settings: Settings) -> None:
+    """Create the tables' changelog topics before Faust starts. Faust creates them itself,
+    but then reads metadata at once; on Apache Kafka the new topic is sometimes not in that
+    metadata yet ("Ignoring missing topic ...-last-plan-changelog") and the worker never
+    became ready (seen in about 1 of 6 starts in tests/test_worker_kafka.py)."""
+    app_id = settings.topic_prefix + settings.app_id
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster())["brokers"])
+        wanted = [
+            NewTopic(
+                name=f"{app_id}-{table}-changelog",
+                num_partitions=settings.internal_partitions,
+                replication_factor=min(3, brokers),
+                topic_configs={} if settings.embedded else {"cleanup.policy": "compact"},
+            )
+            for table in FAUST_TABLES
+            if f"{app_id}-{table}-changelog" not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+            # wait until the broker lists them, so Faust's first metadata read has them
+            for _ in range(50):
+                if {t.name for t in wanted} <= set(await admin.list_topics()):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 def create_app(settings: Settings) -> faust.App:
