@@ -28,7 +28,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -300,6 +300,8 @@ class Seen:
     key: bytes | None
     value: bytes | None
     event: Event | None
+    timestamp_ms: int = 0
+    """The record's create time (set by the producing worker's clock)."""
 
 
 class TopicWatch:
@@ -316,6 +318,7 @@ class TopicWatch:
         )
         self._pattern = "^" + re.escape(settings.topic_prefix) + f"({pattern})$"
         self.seen: list[Seen] = []
+        self._read: set[tuple[str, int, int]] = set()
 
     async def __aenter__(self) -> TopicWatch:
         await self._consumer.start()
@@ -329,7 +332,13 @@ class TopicWatch:
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms)
         new: list[Seen] = []
         for records in fetched.values():
-            new.extend(self._decode(r) for r in records)
+            for record in records:
+                # A new matching topic re-assigns every partition, and without a group the
+                # old ones restart from the earliest offset: skip what was already read.
+                where = (record.topic, record.partition, record.offset)
+                if where not in self._read:
+                    self._read.add(where)
+                    new.append(self._decode(record))
         self.seen.extend(new)
         return new
 
@@ -337,9 +346,19 @@ class TopicWatch:
         outcome = decode_record(record, self._settings.topic_prefix)
         event = outcome.event if isinstance(outcome, Delivered) else None
         topic = logical_name(self._settings.topic_prefix, record.topic)
-        return Seen(topic, record.partition, record.offset, record.key, record.value, event)
+        return Seen(
+            topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            event,
+            record.timestamp,
+        )
 
-    async def until(self, predicate: Callable[[TopicWatch], T], timeout: float, what: str) -> T:
+    async def until(
+        self, predicate: Callable[[TopicWatch], T | None], timeout: float, what: str
+    ) -> T:
         """Poll until ``predicate(self)`` is truthy; return its value."""
 
         async def check() -> T | None:
@@ -411,12 +430,18 @@ Decide = Callable[[CapacityRequested], ResponseStatus | None]
 
 class ProviderSimulator:
     """Answers capacity requests like a provider's integration: reads the request topics,
-    decides per request (``None``: no answer), publishes ``CapacityResponded`` ten minutes of
-    event time after the request. Each request id is answered once (consumers dedupe by it)."""
+    decides per request (``None``: no answer), publishes ``CapacityResponded``. Its event time
+    is ten minutes after the request, or "now" (``now()``: the newest event time the scenario
+    published) if later — requests carry the core's clock, which trails the newest input by
+    the allowed lateness, so an answer stamped request + 10 min would be refused as late in a
+    stream that has moved on. Each request id is answered once (consumers dedupe by it)."""
 
-    def __init__(self, settings: Settings, decide: Decide) -> None:
+    def __init__(
+        self, settings: Settings, decide: Decide, now: Callable[[], datetime] | None = None
+    ) -> None:
         self._settings = settings
         self._decide = decide
+        self._now = now
         self._watch = TopicWatch(settings, r"providers\..*\.capacity-requests")
         self._publisher = EventPublisher(settings)
         self._task: asyncio.Task[None] | None = None
@@ -459,19 +484,25 @@ class ProviderSimulator:
                 status = self._decide(request)
                 if status is None:
                     continue
-                response = respond_to(request, status)
+                at = request.time + timedelta(minutes=10)
+                if self._now is not None:  # answer "now": the newest event time published
+                    at = max(at, self._now())
+                response = respond_to(request, status, at)
                 await self._publisher.publish(response)
                 self.answered[request.request_id] = response
             pending.clear()
 
 
-def respond_to(request: CapacityRequested, status: ResponseStatus) -> CapacityResponded:
-    """The provider's answer: all of the target if accepted, nothing otherwise."""
+def respond_to(
+    request: CapacityRequested, status: ResponseStatus, at: datetime | None = None
+) -> CapacityResponded:
+    """The provider's answer at ``at`` (default ten minutes after the request): all of the
+    target if accepted, nothing otherwise."""
     confirmed = request.target_fte if status is ResponseStatus.ACCEPTED else 0.0
     return CapacityResponded(
         id=f"resp-{request.request_id}-{status.value}",
         source=f"urn:provider:{request.provider_id}",
-        time=request.time + timedelta(minutes=10),
+        time=at or request.time + timedelta(minutes=10),
         domain=request.domain,
         request_id=request.request_id,
         provider_id=request.provider_id,
