@@ -311,20 +311,24 @@ class ValidatingReader:
 
     async def lag(self) -> dict[TopicPartition, int]:
         """Records between this reader's position and the end of each assigned partition."""
-        assigned = list(self._consumer.assignment())
-        if not assigned:
-            return {}
-        ends = await self._consumer.end_offsets(assigned)
-        lags: dict[TopicPartition, int] = {}
-        for tp in assigned:
-            # A rebalance may revoke a partition between the calls above and here (another
-            # worker joined or died); skip it rather than crash the reader (and with it the
-            # worker, which is what an IllegalStateError from position() did).
-            try:
-                lags[tp] = ends[tp] - await self._consumer.position(tp)
-            except IllegalStateError:
-                continue
-        return lags
+        return await consumer_lag(self._consumer)
+
+
+async def consumer_lag(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """Records between a consumer's position and the end of each partition it holds."""
+    assigned = list(consumer.assignment())
+    if not assigned:
+        return {}
+    ends = await consumer.end_offsets(assigned)
+    lags: dict[TopicPartition, int] = {}
+    for tp in assigned:
+        # A rebalance may revoke a partition between the calls above and here (another worker
+        # joined or died); skip it rather than crash the reader, and with it the worker.
+        try:
+            lags[tp] = ends[tp] - await consumer.position(tp)
+        except IllegalStateError:
+            continue
+    return lags
 
 
 async def read_topic(

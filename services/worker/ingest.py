@@ -39,7 +39,7 @@ from prometheus_client import Gauge
 
 from schemas.topics import INPUT_TOPICS
 from services.config import Settings
-from services.kafka import Delivered, dead_letter_record, decode_records
+from services.kafka import Delivered, consumer_lag, dead_letter_record, decode_records
 from services.metrics import EVENTS_DEAD_LETTERED, EVENTS_IN, INGEST_LAG, REGISTRY
 from services.worker.inbound import INTERNAL_TOPIC, Inbound, chunks, encode_batch
 
@@ -280,7 +280,7 @@ class IngestStage:
                 self._in_flight.append((asyncio.gather(*acks), self._aligner.committable()))
             await self._commit_done(block=len(self._in_flight) > MAX_IN_FLIGHT)
             if not fetched and not held_before:
-                INGEST_LAG.set(sum(max(0, lag) for lag in (await self._lag(consumer)).values()))
+                INGEST_LAG.set(sum(max(0, lag) for lag in (await consumer_lag(consumer)).values()))
 
     async def _decode(
         self,
@@ -375,10 +375,3 @@ class IngestStage:
         """Wait for every outstanding ack and commit (before stopping or a rebalance)."""
         while self._in_flight:
             await self._commit_done(block=True)
-
-    async def _lag(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-        assigned = list(consumer.assignment())
-        if not assigned:
-            return {}
-        ends = await consumer.end_offsets(assigned)
-        return {tp: ends[tp] - await consumer.position(tp) for tp in assigned}
