@@ -134,7 +134,11 @@ def worker_created_topics(settings: Settings, monkeypatch: pytest.MonkeyPatch) -
         created.update({spec.name: partitions or spec.partitions for spec in specs})
         return []
 
+    async def no_changelogs(settings: Settings) -> None:
+        """Faust's own changelog topics: the worker pre-creates them, no initialiser needed."""
+
     monkeypatch.setattr(worker_app, "ensure_topics", fake_ensure)
+    monkeypatch.setattr(worker_app, "_ensure_changelogs", no_changelogs)
     asyncio.run(worker_app.ensure_worker_topics(settings))
     return created
 
