@@ -178,7 +178,7 @@ class WorkerProcess:
         _, body = await self.get_json("/ready")
         return body or {}
 
-    async def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+    async def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """Poll ``/ready`` until it says ready (fails early with the log if the worker died)."""
 
         async def check() -> dict[str, Any] | None:
