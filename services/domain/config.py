@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from allocator import Policy
 from allocator.forecast import DEFAULT_METHOD, METHODS
@@ -17,6 +18,21 @@ from allocator.forecast import DEFAULT_METHOD, METHODS
 #: Monday 2000-01-03 00:00 UTC: interval indices count from here, so index % day and
 #: index % week are the time-of-day and hour-of-week slots the forecasters learn.
 DEFAULT_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+class _Durations(NamedTuple):
+    period: timedelta
+    lateness: timedelta
+    control_lateness: timedelta
+    max_lateness: timedelta
+    interval_grace: timedelta
+    close_delay: timedelta
+    dedupe_window: timedelta
+    min_replan: timedelta
+    max_staleness: timedelta
+    cap_duration: timedelta
+    respond_window: timedelta
+    horizon: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +89,10 @@ class PlannerConfig:
     currency: str = "EUR"
     source: str = "urn:flexforce:planner"
     policy: Policy = field(default_factory=Policy)
+    _d: _Durations = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_d", self._durations())
         positive = {
             "period_minutes": self.period_minutes,
             "horizon_periods": self.horizon_periods,
@@ -112,62 +130,93 @@ class PlannerConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"PlannerConfig.{name} must be > 0")
 
+    def _durations(self) -> _Durations:
+        """The derived durations, built once: the per-event path reads them many times."""
+        minutes = timedelta(minutes=1)
+        lateness = self.allowed_lateness_minutes * minutes
+        control = (
+            lateness
+            if self.control_lateness_minutes is None
+            else self.control_lateness_minutes * minutes
+        )
+        grace = (
+            lateness
+            if self.interval_grace_minutes is None
+            else self.interval_grace_minutes * minutes
+        )
+        longest = max(lateness, control)
+        dedupe = (
+            max(2 * longest, timedelta(hours=24))
+            if self.dedupe_window_minutes is None
+            else self.dedupe_window_minutes * minutes
+        )
+        period = self.period_minutes * minutes
+        return _Durations(
+            period=period,
+            lateness=lateness,
+            control_lateness=control,
+            max_lateness=longest,
+            interval_grace=grace,
+            close_delay=grace + lateness,
+            dedupe_window=dedupe,
+            min_replan=self.min_replan_minutes * minutes,
+            max_staleness=self.max_staleness_minutes * minutes,
+            cap_duration=timedelta(hours=self.cap_hours),
+            respond_window=timedelta(hours=self.respond_window_hours),
+            horizon=period * self.horizon_periods,
+        )
+
     @property
     def period(self) -> timedelta:
-        return timedelta(minutes=self.period_minutes)
+        return self._d.period
 
     @property
     def lateness(self) -> timedelta:
-        return timedelta(minutes=self.allowed_lateness_minutes)
+        """Lateness of ticket volumes."""
+        return self._d.lateness
 
     @property
     def control_lateness(self) -> timedelta:
         """Lateness of catalogue events and provider responses."""
-        if self.control_lateness_minutes is None:
-            return self.lateness
-        return timedelta(minutes=self.control_lateness_minutes)
+        return self._d.control_lateness
 
     @property
     def max_lateness(self) -> timedelta:
-        return max(self.lateness, self.control_lateness)
+        return self._d.max_lateness
 
     @property
     def interval_grace(self) -> timedelta:
         """How long after an interval's end a report of it still counts."""
-        if self.interval_grace_minutes is None:
-            return self.lateness
-        return timedelta(minutes=self.interval_grace_minutes)
+        return self._d.interval_grace
 
     @property
     def close_delay(self) -> timedelta:
         """Watermark distance past an interval's end at which it closes: grace + lateness."""
-        return self.interval_grace + self.lateness
+        return self._d.close_delay
 
     @property
     def dedupe_window(self) -> timedelta:
-        if self.dedupe_window_minutes is not None:
-            return timedelta(minutes=self.dedupe_window_minutes)
-        return max(2 * self.max_lateness, timedelta(hours=24))
+        return self._d.dedupe_window
 
     @property
     def min_replan(self) -> timedelta:
-        return timedelta(minutes=self.min_replan_minutes)
+        return self._d.min_replan
 
     @property
     def max_staleness(self) -> timedelta:
-        return timedelta(minutes=self.max_staleness_minutes)
+        return self._d.max_staleness
 
     @property
     def cap_duration(self) -> timedelta:
-        return timedelta(hours=self.cap_hours)
+        return self._d.cap_duration
 
     @property
     def respond_window(self) -> timedelta:
-        return timedelta(hours=self.respond_window_hours)
+        return self._d.respond_window
 
     @property
     def horizon(self) -> timedelta:
-        return self.period * self.horizon_periods
+        return self._d.horizon
 
     def as_of(self, watermark: datetime) -> datetime:
         """The watermark rounded up to the next period boundary (counted from ``origin``).

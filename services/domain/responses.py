@@ -154,12 +154,18 @@ class ProviderBook:
     requests: dict[str, Request] = field(default_factory=dict)
     caps: dict[LineKey, Cap] = field(default_factory=dict)
     next_deadline: datetime | None = None
+    # Derived, not state: before ``_idle_until`` (None = never) ``advance`` has nothing to do.
+    # The processor calls ``advance`` at every step of the timeline, so this keeps it O(1)
+    # there; every mutation sets ``_dirty`` and the next ``advance`` recomputes.
+    _dirty: bool = field(default=True, repr=False, compare=False)
+    _idle_until: datetime | None = field(default=None, repr=False, compare=False)
 
     # ---- requests --------------------------------------------------------------------------
 
     def record_request(self, request: Request) -> None:
         """Remember a sent request as outstanding (pending), superseding any outstanding
         request of the same line with the same effective time."""
+        self._dirty = True
         key = (request.provider_id, request.skill)
         line = self.lines.setdefault(key, Line())
         for change in list(line.changes):
@@ -174,6 +180,7 @@ class ProviderBook:
 
     def respond(self, response: CapacityResponded) -> Outcome:
         """Apply a provider's answer (raises ForgedResponse / StaleResponse)."""
+        self._dirty = True
         request = self.requests.get(response.request_id)
         if request is None:
             raise ForgedResponse(
@@ -235,6 +242,8 @@ class ProviderBook:
     def advance(self, clock: datetime, cfg: PlannerConfig) -> list[Outcome]:
         """Time out unanswered requests, commit accepted changes now in force, expire caps
         and forget closed requests older than the cap window (bounded memory)."""
+        if not self._dirty and (self._idle_until is None or clock < self._idle_until):
+            return []
         outcomes: list[Outcome] = []
         lateness = cfg.control_lateness
         watermark = clock - lateness  # answers up to here are final
@@ -278,10 +287,24 @@ class ProviderBook:
             if r.closed_at is not None and clock >= r.closed_at + horizon
         ]:
             del self.requests[rid]
+        self._dirty = False
+        self._idle_until = self._next_change(cfg)
         return outcomes
+
+    def _next_change(self, cfg: PlannerConfig) -> datetime | None:
+        """The earliest clock time at which ``advance`` would change something."""
+        times: list[datetime] = []
+        if self.next_deadline is not None:
+            times.append(self.next_deadline + cfg.control_lateness)
+        times += [c.effective_at for ln in self.lines.values() for c in ln.changes if c.accepted]
+        times += [cap.since + cfg.cap_duration for cap in self.caps.values()]
+        horizon = cfg.cap_duration + cfg.control_lateness
+        times += [r.closed_at + horizon for r in self.requests.values() if r.closed_at is not None]
+        return min(times) if times else None
 
     def contract_changed(self, provider_id: str, at: datetime) -> None:
         """A newer contract lifts the provider's caps (the terms were renegotiated)."""
+        self._dirty = True
         for key in [k for k, cap in self.caps.items() if k[0] == provider_id and cap.since < at]:
             del self.caps[key]
 
