@@ -226,16 +226,17 @@ class DomainProcessor:
         st, cfg = self.state, self.config
         best = st.buffer.top()
         clock = st.clock
-        timers = (
-            st.demand.next_close,
+        timer = st.demand.next_close
+        for moment in (
             st.providers.next_timeout(cfg),
             None if clock is None else st.triggers.wake(clock, cfg),
-        )
-        for moment in timers:
-            if moment is not None:
-                at = to_us(moment)
-                if best is None or at < best:
-                    best = at
+        ):
+            if moment is not None and (timer is None or moment < timer):
+                timer = moment
+        if timer is not None:
+            at = to_us(timer)
+            if best is None or at < best:
+                best = at
         if best is None or best >= limit:
             return None
         if clock is not None:
