@@ -26,6 +26,7 @@ from tests.test_domain_support import (
     SKILL,
     T0,
     Driver,
+    config,
     contract,
     decisions,
     hours,
@@ -308,3 +309,21 @@ def test_a_suspension_releases_the_provider_at_once() -> None:
     downs = [r for r in requests(out) if r.provider_id == "cheap"]
     assert downs and downs[0].target_fte == 0.0
     assert "suspended" in downs[0].reasons
+
+
+def test_a_request_never_times_out_at_the_step_it_was_made() -> None:
+    """With zero response lateness, a request due at once (respond_by = as_of = the clock)
+    would time out at its own step, and the urgent re-plan at that same clock would make it
+    again, forever. Its timeout waits for the next step instead."""
+    from services.domain.responses import ProviderBook, Request
+
+    cfg = config(control_lateness_minutes=0)
+    now = T0 + timedelta(hours=5)
+    book = ProviderBook()
+    book.record_request(
+        Request("r1", "cheap", SKILL, "p1", 0.0, 2.0, now, respond_by=now, sent_at=now)
+    )
+    assert book.advance(now, cfg) == []
+    assert book.next_timeout(cfg) == now + timedelta(microseconds=1)
+    (outcome,) = book.advance(now + timedelta(microseconds=1), cfg)
+    assert outcome.status.value == "timeout" and book.next_timeout(cfg) is None

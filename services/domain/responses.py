@@ -28,7 +28,7 @@ How a cap reaches the allocator is :func:`services.domain.problem.apply_caps`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -37,6 +37,7 @@ from services.domain.config import PlannerConfig
 from services.domain.ids import iso, parse_time
 
 LineKey = tuple[str, str]
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class RequestStatus(StrEnum):
@@ -159,6 +160,7 @@ class ProviderBook:
     # there; every mutation sets ``_dirty`` and the next ``advance`` recomputes.
     _dirty: bool = field(default=True, repr=False, compare=False)
     _idle_until: datetime | None = field(default=None, repr=False, compare=False)
+    _next_timeout: datetime | None = field(default=None, repr=False, compare=False)
 
     # ---- requests --------------------------------------------------------------------------
 
@@ -233,11 +235,27 @@ class ProviderBook:
 
     # ---- event time ------------------------------------------------------------------------
 
+    @staticmethod
+    def timeout_at(request: Request, cfg: PlannerConfig) -> datetime:
+        """Clock time at which ``request`` times out if still unanswered: once answers up to
+        ``respond_by`` are final, but never at the step it was made. A request due at once
+        (``respond_by`` = ``as_of`` = the clock, with zero lateness) would otherwise time out
+        at its own step and re-trigger the plan that makes it again, at the same clock."""
+        return max(request.respond_by + cfg.control_lateness, request.sent_at + _MICROSECOND)
+
     def next_timeout(self, cfg: PlannerConfig) -> datetime | None:
-        """Clock time at which the next outstanding request times out (see the module doc)."""
+        """Clock time at which the next outstanding request times out (cached until a
+        request is made, answered or times out)."""
         if self.next_deadline is None:
             return None
-        return self.next_deadline + cfg.control_lateness
+        if self._dirty or self._next_timeout is None:
+            outstanding = [
+                self.timeout_at(r, cfg)
+                for r in self.requests.values()
+                if r.status is RequestStatus.OUTSTANDING
+            ]
+            self._next_timeout = min(outstanding) if outstanding else None
+        return self._next_timeout
 
     def advance(self, clock: datetime, cfg: PlannerConfig) -> list[Outcome]:
         """Time out unanswered requests, commit accepted changes now in force, expire caps
@@ -253,7 +271,7 @@ class ProviderBook:
                 request = self.requests[rid]
                 if request.status is not RequestStatus.OUTSTANDING:
                     continue
-                if request.respond_by > watermark:
+                if self.timeout_at(request, cfg) > clock:
                     if upcoming is None or request.respond_by < upcoming:
                         upcoming = request.respond_by
                     continue
@@ -287,15 +305,17 @@ class ProviderBook:
             if r.closed_at is not None and clock >= r.closed_at + horizon
         ]:
             del self.requests[rid]
-        self._dirty = False
+        self._dirty = True  # recompute the cached next timeout from the new statuses
         self._idle_until = self._next_change(cfg)
+        self._dirty = False
         return outcomes
 
     def _next_change(self, cfg: PlannerConfig) -> datetime | None:
         """The earliest clock time at which ``advance`` would change something."""
         times: list[datetime] = []
-        if self.next_deadline is not None:
-            times.append(self.next_deadline + cfg.control_lateness)
+        timeout = self.next_timeout(cfg)
+        if timeout is not None:
+            times.append(timeout)
         times += [c.effective_at for ln in self.lines.values() for c in ln.changes if c.accepted]
         times += [cap.since + cfg.cap_duration for cap in self.caps.values()]
         horizon = cfg.cap_duration + cfg.control_lateness
