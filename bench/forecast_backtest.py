@@ -1,6 +1,6 @@
 """Rolling-origin backtest of the demand forecasters on the real data in ``../shared/data``.
 
-Run:  .venv/bin/python bench/forecast_backtest.py [--grid]
+Run:  .venv/bin/python -m bench.forecast_backtest [--grid]   (as a module, see bench/staffing.py)
 
 What it does, and why this way
 ------------------------------

@@ -1,6 +1,6 @@
 """Benchmark: vectorised required_agents vs a naive scalar loop (200 queues x 168 hourly periods).
 
-Run:  .venv/bin/python bench/staffing.py
+Run:  .venv/bin/python -m bench.staffing   (as a module: bench/allocator.py shadows the package)
 
 The naive baseline is the textbook way: per cell, start at ceil(load) and step agents up one at
 a time, recomputing Erlang B from scratch (recursion from 0) at each candidate -- i.e. what a
