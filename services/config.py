@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
     planning_policy: str = Field("optimiser", pattern="^(optimiser|greedy|static)$")
     allowed_lateness_minutes: int = Field(60, ge=0)
+    control_lateness_minutes: int | None = Field(
+        None, ge=0, description="Lateness of catalogue events and provider answers (default: same)."
+    )
+    interval_grace_minutes: int | None = Field(
+        None, ge=0, description="How long after its interval a volume report still counts."
+    )
     period_minutes: int = Field(60, gt=0)
     horizon_periods: int = Field(168, gt=0, le=24 * 90)
     min_replan_minutes: int = Field(30, ge=0)

@@ -55,6 +55,8 @@ def planner_config(settings: Settings) -> PlannerConfig:
         period_minutes=settings.period_minutes,
         horizon_periods=settings.horizon_periods,
         allowed_lateness_minutes=settings.allowed_lateness_minutes,
+        control_lateness_minutes=settings.control_lateness_minutes,
+        interval_grace_minutes=settings.interval_grace_minutes,
         min_replan_minutes=settings.min_replan_minutes,
         max_staleness_minutes=settings.max_staleness_minutes,
         source=settings.source,
