@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from allocator.demand import StreamRequirement
 from allocator.domain import AllocationProblem
@@ -145,18 +146,28 @@ def service_table(
     periods = np.arange(horizon, dtype=np.int64)
     for stream, req in zip(problem.streams, reqs, strict=True):
         staffed = np.asarray([cover.get((stream.id, t), 0.0) for t in range(horizon)])
-        sls = req.expected_sl_all(periods, staffed)
-        for t in range(horizon):
-            need = req.required_fte[t]
-            out.append(
-                StreamService(
-                    period=t,
-                    stream_id=stream.id,
-                    required_fte=need,
-                    staffed_fte=float(staffed[t]),
-                    unmet_fte=max(0.0, need - float(staffed[t])),
-                    expected_sl=float(sls[t]),
-                    target_sl=req.target_sl,
-                )
-            )
+        out.extend(stream_service_rows(stream.id, req, staffed, periods))
     return tuple(out)
+
+
+def stream_service_rows(
+    stream_id: str,
+    req: StreamRequirement,
+    staffed: NDArray[np.float64],
+    periods: NDArray[np.int64],
+) -> list[StreamService]:
+    """One stream's service per period from its cover — shared by every policy's plan and the
+    optimiser's read-back, so they report service the same way."""
+    sls = req.expected_sl_all(periods, staffed)
+    return [
+        StreamService(
+            period=t,
+            stream_id=stream_id,
+            required_fte=req.required_fte[t],
+            staffed_fte=float(staffed[t]),
+            unmet_fte=max(0.0, req.required_fte[t] - float(staffed[t])),
+            expected_sl=float(sls[t]),
+            target_sl=req.target_sl,
+        )
+        for t in range(len(periods))
+    ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from allocator.costing import stream_service_rows
 from allocator.demand import stream_requirements
 from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
@@ -420,20 +421,7 @@ def _service(built: Built, v: NDArray[np.float64]) -> list[StreamService]:
     for i, stream in enumerate(p.streams):
         req = built.reqs[i]
         staffed = np.asarray([cover_value(built, v, i, t) for t in range(horizon)])
-        sls = req.expected_sl_all(periods, staffed)
-        for t in range(horizon):
-            need = req.required_fte[t]
-            out.append(
-                StreamService(
-                    period=t,
-                    stream_id=stream.id,
-                    required_fte=need,
-                    staffed_fte=float(staffed[t]),
-                    unmet_fte=max(0.0, need - float(staffed[t])),
-                    expected_sl=float(sls[t]),
-                    target_sl=req.target_sl,
-                )
-            )
+        out.extend(stream_service_rows(stream.id, req, staffed, periods))
     return out
 
 
