@@ -153,6 +153,8 @@ class SolverStats:
     num_variables: int = 0
     num_constraints: int = 0
     num_integer_variables: int = 0
+    stages: tuple[str, ...] = ()
+    """The solve's stages in order (``name:status:objective:time``), for logs and the bench."""
 
 
 @dataclass(frozen=True, slots=True)

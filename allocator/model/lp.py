@@ -227,15 +227,45 @@ class LinearProgram:
         )
 
 
+def solve_model(
+    model: model_pb2.ModelProto,
+    backend: LpBackend,
+    *,
+    time_limit_s: float,
+    relative_gap: float = 0.0,
+    absolute_gap: float = 1e-6,
+    seed: int = 0,
+) -> LpResult:
+    """Solve a ready-made proto (a sub-model built by the caller) with the usual guards.
+
+    Variable and row ids must be ``0..n-1`` and ``0..m-1``: values and duals come back by them.
+    """
+    params = _params(backend, time_limit_s, relative_gap, 1, seed, absolute_gap)
+    return _run(
+        model,
+        backend,
+        params,
+        model_parameters_pb2.ModelSolveParametersProto(),
+        time_limit_s,
+        len(model.variables.ids),
+        len(model.linear_constraints.ids),
+    )
+
+
 def _params(
-    backend: LpBackend, time_limit_s: float, gap: float, threads: int, seed: int
+    backend: LpBackend,
+    time_limit_s: float,
+    gap: float,
+    threads: int,
+    seed: int,
+    absolute_gap: float = 1e-6,
 ) -> parameters_pb2.SolveParametersProto:
     params = parameters_pb2.SolveParametersProto()
     params.time_limit.FromNanoseconds(int(time_limit_s * 1e9))
     params.enable_output = False
     if backend in ("highs", "scip"):
         params.relative_gap_tolerance = gap
-        params.absolute_gap_tolerance = 1e-6
+        params.absolute_gap_tolerance = absolute_gap
         params.random_seed = seed
     if backend == "scip":
         params.threads = threads

@@ -16,8 +16,15 @@ from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
 from allocator.model.build import Built, Line, build_model, cover_value, with_aux
+from allocator.model.lagrange import (
+    Decomposition,
+    LagrangeResult,
+    decompose,
+    lagrangian_bound,
+)
 from allocator.model.local import LevelSearch, window_levels
 from allocator.model.lp import LinearProgram, LpResult
+from allocator.model.neighbourhood import improve
 from allocator.plan import (
     Assignment,
     CapacityChange,
@@ -48,6 +55,14 @@ SEARCH_MIN_S = 1.0
 """Time that must be left after rounding for the level search to run."""
 SEARCH_SHARE = 0.4
 """Share of the time left that the level search may take (the full MIP gets the rest)."""
+LAGRANGE_SHARE = 0.45
+"""Share of the time left after the LP that the Lagrangian bound may take."""
+LAGRANGE_MIN_S = 0.3
+"""Time that must be left after the LP for the Lagrangian stage to run."""
+LAGRANGE_GAP_SHARE = 0.1
+"""The Lagrangian blocks together close to this share of the target gap (absolute)."""
+NEIGHBOURHOOD_SHARE = 0.7
+"""Share of the time left that the block neighbourhood search may take."""
 DEFINITIONS = frozenset({"outsourced_total"})
 """Lazy rows that only define sum variables: never "broken", added with the rows using them."""
 
@@ -138,17 +153,22 @@ def _rounded_bounds(
 
 
 def optimise(built: Built, opts: SolverOptions) -> Outcome:
-    """LP relaxation → rounded plan → full MIP warm-started with it; lazy rows.
+    """LP → rounded plan → Lagrangian bound → block search → level search → full MIP; lazy rows.
 
-    Why this order: the LP relaxation is cheap and its bound is valid; rounding its levels up
-    and fixing them leaves a tiny MIP, so a good plan exists within about a second at M
-    (HiGHS on its own spends its budget in root cut rounds with only a feasibility-jump
-    incumbent 18× worse). That plan is the hint of the full search, which improves it and
-    proves the gap. (A RENS sub-MIP between the two was measured and dropped: at M and L it
-    never beat the rounded plan and took time from the full search.) Lazy rows (dense horizon
+    Why this order: the LP relaxation is cheap and its bound is valid; rounding its levels
+    and fixing them leaves a tiny MIP, so a plan exists within about a second at M (HiGHS on
+    its own spends its budget in root cut rounds with only a feasibility-jump incumbent 18×
+    worse) — a plan first, whatever the limit. The LP bound is ~2 % under the optimum at M, so
+    no plan could be proven within 1 % from it: the Lagrangian bound over the model's time
+    blocks (``model/lagrange.py``) lifts it most of the way. The block neighbourhood search
+    (``model/neighbourhood.py``) then re-optimises the plan block by block where the
+    Lagrangian prices say the gap is, the ±1 level search polishes, and the full MIP, hinted
+    with the best plan, gets what is left. Each stage is skipped once the gap is met. (A RENS
+    sub-MIP was measured and dropped: at M and L it never beat the rounded plan; the blocks'
+    own Lagrangian levels as a plan were worse than the rounding.) Lazy rows (dense horizon
     rows) join the model only when a solution breaks them, and then the round repeats; a
-    solution that satisfies them is feasible for the full model, and bounds from fewer rows are
-    valid bounds for it.
+    solution that satisfies them is feasible for the full model, and bounds from fewer rows
+    are valid bounds for it.
     """
     lp = built.lp
     start = time.perf_counter()
@@ -163,10 +183,10 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
         return max(0.05, deadline - time.perf_counter())
 
     def mip(**kw: object) -> LpResult:
+        kw.setdefault("relative_gap", opts.relative_gap)
         return lp.solve(
             opts.backend,
             rows,
-            relative_gap=opts.relative_gap,
             threads=opts.threads,
             seed=opts.seed,
             **kw,  # type: ignore[arg-type]
@@ -197,9 +217,20 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 round_limit = max(left(), ROUND_MIN_SHARE * relaxed.wall_time_s)
                 rounded = mip(time_limit_s=round_limit, lb=rlb, ub=rub)
                 stages.append(_stage("round", rounded))
+                dec = decompose(lp, rows)
+                lag: LagrangeResult | None = None
+                far = not rounded.has_solution or (
+                    _gap(rounded.objective, bound) > opts.relative_gap
+                )
+                if relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S and far:
+                    bound, line, lag = _lagrange(built, dec, relaxed, opts, left(), bound)
+                    stages.append(line)
                 if rounded.has_solution:
                     best = rounded
-                    searched = _search(built, rlb, rub, rounded, deadline, mip)
+                    if _gap(best.objective, bound) > opts.relative_gap:
+                        best, line = _neighbourhood(built, dec, best, lag, opts, deadline)
+                        stages.append(line)
+                    searched = _search(built, rlb, rub, best, deadline, mip)
                     if searched is not None:
                         stages.append(searched[1])
                         if searched[0].objective < best.objective:
@@ -271,6 +302,88 @@ def _search(
     return (res, line) if res.has_solution else None
 
 
+def _neighbourhood(
+    built: Built,
+    dec: Decomposition,
+    best: LpResult,
+    lag: LagrangeResult | None,
+    opts: SolverOptions,
+    deadline: float,
+) -> tuple[LpResult, str]:
+    """Block neighbourhood search (``model/neighbourhood.py``) from ``best``.
+
+    Takes ``NEIGHBOURHOOD_SHARE`` of the time left; sweeps stop when one saves less than the
+    blocks' tolerance. With the Lagrangian result, blocks are visited in order of how far
+    their priced cost is above their bound.
+    """
+    share = deadline - time.perf_counter()
+    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(best.objective)
+    res = improve(
+        built.lp,
+        dec,
+        best.values,
+        backend=opts.backend,
+        deadline=time.perf_counter() + NEIGHBOURHOOD_SHARE * share,
+        absolute_gap=gap / max(1, len(dec.blocks)),
+        threads=opts.threads,
+        seed=opts.seed,
+        prices=lag.prices if lag is not None else None,
+        block_bounds=lag.block_bounds if lag is not None else None,
+    )
+    objective = best.objective - res.saved
+    line = (
+        f"blocks:{res.improved}/{res.solved} moves,{res.sweeps} sweeps,-{res.saved:,.0f}:"
+        f"{objective:,.0f}:{res.wall_time_s:.2f}s"
+    )
+    if res.saved <= 0:
+        return best, line
+    values = res.values
+    return (
+        LpResult(
+            status="feasible",
+            has_solution=True,
+            values=values,
+            duals=best.duals,
+            objective=built.lp.objective_at(values),
+            best_bound=best.best_bound,
+            wall_time_s=best.wall_time_s + res.wall_time_s,
+        ),
+        line,
+    )
+
+
+def _lagrange(
+    built: Built,
+    dec: Decomposition,
+    relaxed: LpResult,
+    opts: SolverOptions,
+    left: float,
+    bound: float,
+) -> tuple[float, str, LagrangeResult]:
+    """The Lagrangian bound at the LP's duals (``model/lagrange.py``).
+
+    Takes ``LAGRANGE_SHARE`` of the time left; the blocks together close to
+    ``LAGRANGE_GAP_SHARE`` of the target gap, so the bound is not chased past what the target
+    needs. (The blocks' own integer levels were tried as a plan and were worse than the
+    rounded LP: M 1,148k vs 1,143k with every block closed, far worse when blocks stop early.)
+    """
+    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective)
+    lag = lagrangian_bound(
+        built.lp,
+        dec,
+        relaxed,
+        backend=opts.backend,
+        deadline=time.perf_counter() + LAGRANGE_SHARE * left,
+        absolute_gap=gap,
+        threads=opts.threads,
+        seed=opts.seed,
+    )
+    line = (
+        f"lagrange:{lag.closed}/{lag.blocks} blocks closed:{lag.bound:,.0f}:{lag.wall_time_s:.2f}s"
+    )
+    return max(bound, lag.bound), line, lag
+
+
 def _stage(name: str, res: LpResult) -> str:
     """One line of the solve log: stage, status, objective, time."""
     obj = f"{res.objective:,.0f}" if res.has_solution else "-"
@@ -339,10 +452,12 @@ def solve(problem: AllocationProblem, options: SolverOptions | None = None) -> P
         best_bound=out.bound,
         wall_time_s=out.solve_time_s,
     )
-    return read_plan(built, sol, res, opts.backend, build_time)
+    return read_plan(built, sol, res, opts.backend, build_time, tuple(out.stages))
 
 
-def _stats(built: Built, res: LpResult, backend: str, build_time: float) -> SolverStats:
+def _stats(
+    built: Built, res: LpResult, backend: str, build_time: float, stages: tuple[str, ...]
+) -> SolverStats:
     obj = res.objective
     bound = min(res.best_bound, obj)
     gap = abs(obj - bound) / max(abs(obj), 1e-9)
@@ -357,6 +472,7 @@ def _stats(built: Built, res: LpResult, backend: str, build_time: float) -> Solv
         num_variables=built.lp.num_vars,
         num_constraints=built.lp.num_rows,
         num_integer_variables=built.lp.num_integer,
+        stages=stages,
     )
 
 
@@ -472,7 +588,14 @@ def _levels_and_changes(
     return levels, changes
 
 
-def read_plan(built: Built, sol: Solution, res: LpResult, backend: str, build_time: float) -> Plan:
+def read_plan(
+    built: Built,
+    sol: Solution,
+    res: LpResult,
+    backend: str,
+    build_time: float,
+    stages: tuple[str, ...] = (),
+) -> Plan:
     """Turn solver values into domain output objects, in canonical (sorted) order."""
     p = built.problem
     explanation = explain(built, sol)
@@ -487,6 +610,6 @@ def read_plan(built: Built, sol: Solution, res: LpResult, backend: str, build_ti
         changes=tuple(changes),
         costs=_costs(built, sol.values),
         service=tuple(_service(built, sol.values)),
-        stats=_stats(built, res, backend, build_time),
+        stats=_stats(built, res, backend, build_time, stages),
         explanation=explanation,
     )

@@ -1,0 +1,122 @@
+"""The time decomposition: Lagrangian bound validity and the block neighbourhood search."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allocator import SolverOptions, solve
+from allocator.demand import stream_requirements
+from allocator.model.build import Built, build_model
+from allocator.model.lagrange import LINK_ROWS, decompose, lagrangian_bound
+from allocator.model.lp import LpResult
+from allocator.model.neighbourhood import improve
+from allocator.model.solve import _rounded_bounds
+from allocator.synthetic import Size, generate
+
+SMALL = Size(streams=8, providers=4, teams=3, periods=48)
+"""Six level segments of 8 h: six blocks, small enough to solve exactly in a test."""
+
+
+def _built(seed: int) -> tuple[Built, list[int], LpResult]:
+    problem = generate(SMALL, seed, binding_contracts=True)
+    built = build_model(problem, stream_requirements(problem))
+    rows = [r for r in range(built.lp.num_rows) if not built.lp.lazy[r]]
+    relaxed = built.lp.solve("highs_lp", rows, time_limit_s=30, relax=True)
+    assert relaxed.status == "optimal"
+    return built, rows, relaxed
+
+
+def test_blocks_and_loose_variables_partition_the_model() -> None:
+    built, rows, _ = _built(3)
+    lp = built.lp
+    dec = decompose(lp, rows)
+    owner = np.full(lp.num_vars, -1)
+    for k, block in enumerate(dec.blocks):
+        assert np.all(owner[block.vars] == -1)
+        owner[block.vars] = k
+    assert np.all(owner[dec.loose] == -1)
+    owner[dec.loose] = len(dec.blocks)
+    assert np.all(owner >= 0), "every variable is in a block or loose"
+    assert len(dec.blocks) >= 2, "an 8 h level step over 48 h must split the model"
+    kept = {int(r) for b in dec.blocks for r in b.rows}
+    assert kept | {int(r) for r in dec.link} == set(rows)
+    for k, block in enumerate(dec.blocks):
+        for r in block.rows.tolist():
+            assert set(owner[lp.row_idx[r]]) == {k}, "a kept row never spans two blocks"
+    assert {lp.row_name[r] for r in dec.link.tolist()} <= LINK_ROWS
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000))
+def test_lagrangian_bound_lies_between_lp_and_optimum(seed: int) -> None:
+    built, rows, relaxed = _built(seed)
+    dec = decompose(built.lp, rows)
+    lag = lagrangian_bound(
+        built.lp,
+        dec,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+    )
+    optimum = solve(
+        generate(SMALL, seed, binding_contracts=True),
+        SolverOptions(relative_gap=0.0, time_limit_s=60, compute_marginals=False),
+    )
+    assert optimum.stats.status == "optimal"
+    tol = 1e-6 * abs(optimum.stats.objective) + 1e-6
+    assert relaxed.objective - tol <= lag.bound <= optimum.stats.objective + tol
+    assert lag.closed == lag.blocks
+
+
+def test_lagrangian_bound_does_not_depend_on_threads() -> None:
+    built, rows, relaxed = _built(11)
+    dec = decompose(built.lp, rows)
+    bounds = [
+        lagrangian_bound(
+            built.lp,
+            dec,
+            relaxed,
+            backend="highs",
+            deadline=time.perf_counter() + 30,
+            absolute_gap=1e-6 * abs(relaxed.objective),
+            threads=threads,
+        ).bound
+        for threads in (1, 2)
+    ]
+    assert bounds[0] == pytest.approx(bounds[1], rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_block_search_keeps_every_row_and_never_costs_more(seed: int) -> None:
+    built, rows, relaxed = _built(seed)
+    lp = built.lp
+    ints = np.asarray(lp.integer, dtype=bool)
+    lb, ub = _rounded_bounds(built, relaxed.values)  # the solver's own first plan
+    plan = lp.solve("highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    assert plan.has_solution
+    dec = decompose(lp, rows)
+    res = improve(
+        lp,
+        dec,
+        plan.values,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-3,
+        threads=2,
+    )
+    assert lp.violated(res.values, rows, 1e-6) == []
+    v = res.values[ints]
+    assert np.all(np.abs(v - np.round(v)) < 1e-6)
+    assert np.all(res.values >= np.asarray(lp.lb) - 1e-6)
+    assert np.all(res.values <= np.asarray(lp.ub) + 1e-6)
+    before, after = lp.objective_at(plan.values), lp.objective_at(res.values)
+    assert after == pytest.approx(before - res.saved, rel=1e-6, abs=1e-3)
+    assert after <= before + 1e-6
+    assert res.solved > 0
+    assert res.improved > 0 and res.saved > 0, "the rounded plan of these instances can be improved"
