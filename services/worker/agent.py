@@ -10,7 +10,7 @@ import base64
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -47,6 +47,22 @@ from services.worker.inbound import Inbound
 from services.worker.planner import Planner
 
 log = structlog.get_logger(__name__)
+
+
+#: After a rewind, internal messages past the gap still buffered in the stream are skipped
+#: without seeking again for this long; then a seek is issued again (in case Faust's own seek to
+#: the committed offset, during a rebalance, overtook ours).
+REWIND_RETRY_S = 1.0
+
+
+def position_key(partition: int) -> bytes:
+    """The table key holding the next internal offset of ``partition`` to apply. Starts with
+    NUL, so it can never be a domain (identifiers start with a letter or digit)."""
+    return b"\x00next-offset:" + str(partition).encode()
+
+
+def is_position_key(key: bytes) -> bool:
+    return key.startswith(b"\x00")
 
 
 def planner_config(settings: Settings) -> PlannerConfig:
@@ -125,8 +141,25 @@ class OutputSender:
             self._provider_topics_ready.add(provider_id)
 
 
+#: Seek the internal topic's partition to an offset (the shell's consumer).
+Rewind = Callable[[int, int], Awaitable[None]]
+#: The earliest offset still on the internal topic's partition.
+Earliest = Callable[[int], Awaitable[int]]
+
+
 class DomainHandler:
-    """Feeds one domain's inbound batches to its processor and publishes what it decides."""
+    """Feeds one domain's inbound batches to its processor and publishes what it decides.
+
+    Input position: the table, not the consumer group, says which internal message of a
+    partition is next. Every batch stores the domain's state and then, in the same changelog
+    partition, the partition's next offset (:func:`position_key`); :meth:`admit` applies only
+    that message, skips what the state already holds, and on a gap seeks back to it. The
+    group's committed offset alone loses messages on a takeover: Faust (0.15.3, aiokafka 0.14)
+    drops records fetched for partitions paused during a rebalance and does not seek back a
+    partition without a committed offset, clears the stream buffers after delivering from them
+    while it seeks, and can commit an offset before the table's changelog write is on the
+    broker (see docs/worker.md, "Takeover").
+    """
 
     def __init__(
         self,
@@ -135,6 +168,8 @@ class DomainHandler:
         plans: TableT[Any, Any],
         sender: OutputSender,
         planner: Planner,
+        rewind: Rewind | None = None,
+        earliest: Earliest | None = None,
     ) -> None:
         self._settings = settings
         self._config = planner_config(settings)
@@ -142,12 +177,80 @@ class DomainHandler:
         self._plans = plans
         self._sender = sender
         self._planner = planner
+        self._rewind = rewind
+        self._earliest = earliest
         self._processors: dict[str, DomainProcessor] = {}
+        self._next: dict[int, int] = {}
+        self._rewinding: dict[int, float] = {}
         self.handled = 0
+        self.rewinds = 0
+        self.skipped = 0
 
     def forget(self) -> None:
-        """Drop cached processors (after a rebalance the table is the source of truth)."""
+        """Drop cached processors and input positions (after a rebalance the table is the
+        source of truth: another worker may have moved a partition on meanwhile)."""
         self._processors.clear()
+        self._next.clear()
+        self._rewinding.clear()
+
+    async def admit(self, partition: int, offset: int) -> bool:
+        """Whether the internal message at ``offset`` is the next one of its partition, to be
+        applied. Earlier ones are already in the state (a redelivery): skipped. Later ones mean
+        messages were never delivered: the partition is sought back to the next one, and this
+        (and what follows it in the stream's buffer) is skipped until that arrives.
+
+        Called while the message is the stream's current event (the table reads its
+        partition's store)."""
+        expected = self._next.get(partition)
+        if expected is None:
+            stored = self._states.get(position_key(partition))
+            if stored is not None:
+                expected = int(stored)
+            else:  # nothing of this partition ever applied: from its first message
+                expected = await self._earliest_offset(partition, offset)
+            self._next[partition] = expected
+        if offset == expected:
+            self._rewinding.pop(partition, None)
+            return True
+        if offset < expected:
+            self.skipped += 1
+            return False
+        earliest = await self._earliest_offset(partition, expected)
+        if earliest > expected:  # deleted by retention: nothing left to re-read there
+            log.error(
+                "domain.inputs_expired",
+                partition=partition,
+                expected=expected,
+                earliest=earliest,
+            )
+            self._next[partition] = expected = earliest
+            if offset == expected:
+                return True
+        self.skipped += 1
+        now = time.monotonic()
+        last = self._rewinding.get(partition)
+        if self._rewind is not None and (last is None or now - last > REWIND_RETRY_S):
+            log.warning("domain.inputs_rewind", partition=partition, expected=expected, got=offset)
+            self._rewinding[partition] = now
+            self.rewinds += 1
+            await self._rewind(partition, expected)
+        return False
+
+    async def _earliest_offset(self, partition: int, default: int) -> int:
+        if self._earliest is None:
+            return default
+        try:
+            return await self._earliest(partition)
+        except Exception as exc:  # broker trouble: assume nothing was deleted
+            log.warning("domain.earliest_offset_failed", partition=partition, error=str(exc))
+            return default
+
+    def _applied(self, partition: int | None, offset: int | None) -> None:
+        """Record that the internal message was applied (after the state, same partition)."""
+        if partition is None or offset is None:
+            return
+        self._states[position_key(partition)] = str(offset + 1).encode()
+        self._next[partition] = offset + 1
 
     def _processor(self, domain: str) -> DomainProcessor:
         processor = self._processors.get(domain)
@@ -158,19 +261,27 @@ class DomainHandler:
             self._processors[domain] = processor
         return processor
 
-    async def handle(self, domain: str, items: list[Inbound]) -> None:
-        """Process one inbound batch; never raises (a crashed agent would stall the domain)."""
+    async def handle(
+        self,
+        domain: str,
+        items: list[Inbound],
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """Process one inbound batch (the internal message at ``partition``/``offset``, whose
+        position is then stored); never raises (a crashed agent would stall the domain)."""
         try:
             await self._handle(domain, items)
         except Exception as exc:  # a bug must not lose input: dead-letter it with the reason
             log.exception("domain.batch_failed", domain=domain, items=len(items))
-            self.forget()
+            self._processors.clear()
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             letters = [
                 dead_letter_for_event(item, DeadLetterStage.PROCESS, type(exc).__name__, reason)
                 for item in items
             ]
             await self._sender.send_all(letters)
+        self._applied(partition, offset)
 
     async def _handle(self, domain: str, items: list[Inbound]) -> None:
         """Run one inbound batch through the core's event-time timeline and publish.

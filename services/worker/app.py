@@ -15,6 +15,7 @@ import faust
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faust.types import TP
 from faust.types.auth import CredentialsT
 
 from schemas import Event
@@ -159,13 +160,32 @@ def create_app(settings: Settings) -> faust.App:
     plans = app.GlobalTable("last-plan", **tables)
     sender = OutputSender(app, settings)
     planner = Planner(settings.planning_policy, settings.solver_time_limit_s)
-    handler = DomainHandler(settings, states, plans, sender, planner)
+    internal_topic = settings.topic(INTERNAL_TOPIC)
+
+    async def rewind(partition: int, offset: int) -> None:
+        # in the consumer's thread (Consumer.seek would touch aiokafka from this one)
+        await app.consumer.seek_wait({TP(internal_topic, partition): offset})
+
+    async def earliest(partition: int) -> int:
+        tp = TP(internal_topic, partition)
+        return int((await app.consumer.earliest_offsets(tp))[tp])
+
+    handler = DomainHandler(settings, states, plans, sender, planner, rewind, earliest)
     ingest = IngestStage(settings, group_id=f"{app_id}-ingest")
 
     @app.agent(inputs)
     async def domains(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            await handler.handle(event.key.decode(), decode_batch(event.value))
+            message = event.message
+            # Only the partition's next message, by the table's record (not the group's
+            # committed offset, which Faust can move past messages it never delivered).
+            if await handler.admit(message.partition, message.offset):
+                await handler.handle(
+                    event.key.decode(),
+                    decode_batch(event.value),
+                    message.partition,
+                    message.offset,
+                )
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
@@ -198,6 +218,6 @@ def create_app(settings: Settings) -> faust.App:
         plans=plans,
         ingest=ingest,
         handler=handler,
-        internal_topic=settings.topic(INTERNAL_TOPIC),
+        internal_topic=internal_topic,
     )
     return app

@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.metrics import REGISTRY
-from services.worker.agent import DomainHandler
+from services.worker.agent import DomainHandler, is_position_key
 from services.worker.ingest import IngestStage
 
 
@@ -55,6 +55,9 @@ def register_views(
             "ready": ok,
             **checks,
             "events_handled": handler.handled,
+            # internal messages re-read after a gap (see DomainHandler.admit) and skipped
+            "input_rewinds": handler.rewinds,
+            "inputs_skipped": handler.skipped,
             "ingest_forwarded": ingest.forwarded,
             "partitions": internal_partitions(),
         }
@@ -83,6 +86,8 @@ def register_views(
         Separate from ``/ready`` because it reads every domain's state."""
         found: dict[str, Any] = {}
         for key, raw in list(states.items()):
+            if is_position_key(key):  # the partition's input position, not a domain
+                continue
             state = json.loads(raw)
             found[key.decode()] = {
                 "applied": state["applied"],
