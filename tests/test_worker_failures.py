@@ -259,15 +259,6 @@ async def test_a_recorded_stream_replayed_into_fresh_topics_gives_the_same_decis
 # ---- 8: two workers, one dies, the other takes over --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug (issue 4): about 1 run in 2 the surviving worker continues the dead worker's "
-        "domain from an empty state, so inputs applied before the SIGKILL are missing from its "
-        "accounting (e.g. 11 of 60 applied); suspected table changelog not flushed before the "
-        "input offsets were committed, or no Faust recovery after the takeover"
-    ),
-)
 async def test_two_workers_split_the_domains_and_one_takes_over_when_the_other_dies(
     pool: WorkerPool,
 ) -> None:
@@ -349,9 +340,11 @@ async def test_two_workers_split_the_domains_and_one_takes_over_when_the_other_d
     plan = await survivor.plan(victim_domain)
     assert plan is not None and plan["plan_id"] == watch.plans(victim_domain)[-1].plan_id
     restarts = metric_sum(await survivor.metrics(), "flexforce_ingest_restarts_total")
+    rewinds = (await survivor.ready()).get("input_rewinds")
     print(
         f"takeover: {takeover:.1f} s from SIGKILL to the survivor producing a plan for "
-        f"{victim_domain} (seen on the topic after {observed:.1f} s); ingest restarts: {restarts}"
+        f"{victim_domain} (seen on the topic after {observed:.1f} s); ingest restarts: "
+        f"{restarts}; internal-topic rewinds: {rewinds}"
     )
     assert "domain=" + victim_domain in survivor.log_text().split("plan.published", 1)[-1]
     assert takeover < 15, "takeover should take about the group session timeout (6 s)"
