@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.metrics import REGISTRY
 from services.worker.agent import DomainHandler, is_position_key
+from services.worker.dashboard import register_dashboard
 from services.worker.ingest import IngestStage
 
 
@@ -106,3 +107,5 @@ def register_views(
         content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
         response: Response = web.bytes(generate_latest(REGISTRY), content_type=content_type)
         return response
+
+    register_dashboard(app, states=states, plans=plans)
