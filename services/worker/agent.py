@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TableT
 
 from allocator import Plan
@@ -43,16 +44,18 @@ from services.metrics import (
     PLANNED_COST,
     UNMET_DEMAND,
 )
-from services.worker.inbound import Inbound
+from services.worker.inbound import Inbound, decode_batch
 from services.worker.planner import Planner
 
 log = structlog.get_logger(__name__)
 
 
-#: After a rewind, internal messages past the gap still buffered in the stream are skipped
-#: without seeking again for this long; then a seek is issued again (in case Faust's own seek to
-#: the committed offset, during a rebalance, overtook ours).
+#: Fallback only (the gap could not be read directly): after a seek, internal messages past the
+#: gap still buffered in the stream are skipped without seeking again for this long.
 REWIND_RETRY_S = 1.0
+#: How long reading a gap of the internal topic directly may take before giving up (then the
+#: fallback seek is used).
+GAP_READ_TIMEOUT_S = 30.0
 
 
 def position_key(partition: int) -> bytes:
@@ -145,6 +148,54 @@ class OutputSender:
 Rewind = Callable[[int, int], Awaitable[None]]
 #: The earliest offset still on the internal topic's partition.
 Earliest = Callable[[int], Awaitable[int]]
+#: The records (offset, key, value) of the internal topic's partition in [start, end), read
+#: straight from the broker; raises if it cannot read up to ``end``.
+ReadGap = Callable[[int, int, int], Awaitable[list[tuple[int, bytes | None, bytes | None]]]]
+
+
+class GapReader:
+    """Reads a range of one internal partition with a consumer of its own (no group).
+
+    Why not seek the stream's consumer back: Faust (0.15.3) drops every fetched record whose
+    offset is below its per-partition *read offset*, and its fetch loop sets that read offset
+    to the offset of each record it hands to the stream, after ours too. A
+    ``Consumer.seek_wait`` issued while the agent handles a message is undone at once by the
+    records already fetched behind it, so the re-fetched gap is dropped (measured: a seek back
+    from offset 40 to 3 in a 3,000-record partition, read offset 40 right after the seek,
+    offset 3 never re-delivered; in a worker, up to 18 seeks 1.5 s apart before one landed
+    while the fetch loop was idle). Reading the gap directly does not depend on the stream.
+    """
+
+    def __init__(self, settings: Settings, topic: str, timeout_s: float = GAP_READ_TIMEOUT_S):
+        self._settings = settings
+        self._topic = topic
+        self._timeout_s = timeout_s
+
+    async def __call__(
+        self, partition: int, start: int, end: int
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        tp = TopicPartition(self._topic, partition)
+        consumer = AIOKafkaConsumer(**self._settings.consumer_options(None))
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            out: list[tuple[int, bytes | None, bytes | None]] = []
+            deadline = time.monotonic() + self._timeout_s
+            while await consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"read {self._topic}[{partition}] {start}..{end}: "
+                        f"stuck at {await consumer.position(tp)}"
+                    )
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                for record in batch.get(tp, ()):
+                    if record.offset >= end:
+                        return out
+                    out.append((record.offset, record.key, record.value))
+            return out
+        finally:
+            await consumer.stop()
 
 
 class DomainHandler:
@@ -170,6 +221,7 @@ class DomainHandler:
         planner: Planner,
         rewind: Rewind | None = None,
         earliest: Earliest | None = None,
+        read_gap: ReadGap | None = None,
     ) -> None:
         self._settings = settings
         self._config = planner_config(settings)
@@ -179,12 +231,14 @@ class DomainHandler:
         self._planner = planner
         self._rewind = rewind
         self._earliest = earliest
+        self._read_gap = read_gap
         self._processors: dict[str, DomainProcessor] = {}
         self._next: dict[int, int] = {}
         self._rewinding: dict[int, float] = {}
         self.handled = 0
         self.rewinds = 0
         self.skipped = 0
+        self.gaps_filled = 0
 
     def forget(self) -> None:
         """Drop cached processors and input positions (after a rebalance the table is the
@@ -194,13 +248,17 @@ class DomainHandler:
         self._rewinding.clear()
 
     async def admit(self, partition: int, offset: int) -> bool:
-        """Whether the internal message at ``offset`` is the next one of its partition, to be
-        applied. Earlier ones are already in the state (a redelivery): skipped. Later ones mean
-        messages were never delivered: the partition is sought back to the next one, and this
-        (and what follows it in the stream's buffer) is skipped until that arrives.
+        """Whether the internal message at ``offset`` is to be applied now: it is the
+        partition's next one (by the table's record), or everything between that and it has
+        just been read from the broker and applied (a gap: messages the stream never
+        delivered). Earlier ones are already in the state (a redelivery): skipped.
 
-        Called while the message is the stream's current event (the table reads its
-        partition's store)."""
+        Without a gap reader, or when reading fails, the stream's consumer is sought back
+        instead and this message (and what follows it in the stream's buffer) is skipped
+        until the next one arrives.
+
+        Called while the message is the stream's current event (the table reads and writes
+        its partition's store and changelog partition)."""
         expected = self._next.get(partition)
         if expected is None:
             stored = self._states.get(position_key(partition))
@@ -224,8 +282,12 @@ class DomainHandler:
                 earliest=earliest,
             )
             self._next[partition] = expected = earliest
-            if offset == expected:
+            if offset <= expected:
+                self._rewinding.pop(partition, None)
                 return True
+        if self._read_gap is not None and await self._fill(partition, expected, offset):
+            self._rewinding.pop(partition, None)
+            return True
         self.skipped += 1
         now = time.monotonic()
         last = self._rewinding.get(partition)
@@ -235,6 +297,43 @@ class DomainHandler:
             self.rewinds += 1
             await self._rewind(partition, expected)
         return False
+
+    async def _fill(self, partition: int, start: int, end: int) -> bool:
+        """Read the messages ``start``..``end`` - 1 of the partition from the broker and
+        apply them; False (nothing applied) if they cannot be read."""
+        assert self._read_gap is not None
+        try:
+            missing = await self._read_gap(partition, start, end)
+        except Exception as exc:
+            log.warning(
+                "domain.inputs_gap_read_failed",
+                partition=partition,
+                expected=start,
+                got=end,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        log.warning(
+            "domain.inputs_gap_filled",
+            partition=partition,
+            expected=start,
+            got=end,
+            messages=len(missing),
+        )
+        self.gaps_filled += 1
+        for offset, key, value in missing:
+            if key is None or value is None:  # not one of ours: nothing to apply
+                self._applied(partition, offset)
+                continue
+            try:
+                items = decode_batch(value)
+            except Exception:  # a message the agent could not decode either: same handling
+                log.exception("domain.batch_undecodable", partition=partition, offset=offset)
+                self._applied(partition, offset)
+                continue
+            await self.handle(key.decode(), items, partition, offset)
+        self._next[partition] = end
+        return True
 
     async def _earliest_offset(self, partition: int, default: int) -> int:
         if self._earliest is None:

@@ -56,7 +56,9 @@ def register_views(
             "ready": ok,
             **checks,
             "events_handled": handler.handled,
-            # internal messages re-read after a gap (see DomainHandler.admit) and skipped
+            # internal-topic gaps (messages the stream never delivered, see
+            # DomainHandler.admit) read directly; seeks back when that failed; skipped repeats
+            "input_gaps_filled": handler.gaps_filled,
             "input_rewinds": handler.rewinds,
             "inputs_skipped": handler.skipped,
             "ingest_forwarded": ingest.forwarded,
