@@ -23,7 +23,7 @@ from schemas.topics import TopicSpec
 from services.config import SaslMechanism, SecurityProtocol, Settings
 from services.kafka import deployment_topics, ensure_topics
 from services.metrics import INGEST_RESTARTS
-from services.worker.agent import DomainHandler, OutputSender
+from services.worker.agent import DomainHandler, GapReader, OutputSender
 from services.worker.inbound import INTERNAL_TOPIC, decode_batch
 from services.worker.ingest import IngestStage
 from services.worker.planner import Planner
@@ -170,7 +170,16 @@ def create_app(settings: Settings) -> faust.App:
         tp = TP(internal_topic, partition)
         return int((await app.consumer.earliest_offsets(tp))[tp])
 
-    handler = DomainHandler(settings, states, plans, sender, planner, rewind, earliest)
+    handler = DomainHandler(
+        settings,
+        states,
+        plans,
+        sender,
+        planner,
+        rewind,
+        earliest,
+        read_gap=GapReader(settings, internal_topic),
+    )
     ingest = IngestStage(settings, group_id=f"{app_id}-ingest")
 
     @app.agent(inputs)
