@@ -144,6 +144,30 @@ class DomainProcessor:
         result.pending = len(self.state.buffer)
         return result
 
+    def advance(self, watermark: datetime) -> StepResult:
+        """Event time has reached ``watermark`` on every input (an event-time heartbeat: the
+        low watermark of the input partitions, carried by the stream, never the wall clock).
+
+        The domain's watermark moves up to it (never back) and the timeline is applied as far
+        as that makes it final, exactly as ``ingest`` does after an event at that time: so a
+        domain whose own inputs stopped still closes its intervals, releases what its reorder
+        buffer holds and plans. Same protocol as ``ingest``: plan at a stop, continue with
+        ``ingest(())`` while ``more``.
+
+        Decisions stay a function of the event stream: a heartbeat that respects the bound
+        ``ingest`` relies on (no event still to come is released before it, i.e. inputs are
+        at most their kind's lateness behind it) changes *when* steps are taken, never which
+        steps or what they decide. A heartbeat beyond it makes the events it overtook late
+        (refused with the watermark in the reason), as a real event would.
+        """
+        st = self.state
+        if st.watermark is None or watermark > st.watermark:
+            st.watermark = watermark
+        result = StepResult()
+        result.more = self._run(result)
+        result.pending = len(st.buffer)
+        return result
+
     def _accept(self, item: InboundLike, result: StepResult) -> None:
         st = self.state
         event = item.event
