@@ -44,6 +44,13 @@ from services.metrics import (
     PLANNED_COST,
     UNMET_DEMAND,
 )
+from services.worker.heartbeat import (
+    decode_heartbeat,
+    encode_heartbeat,
+    is_heartbeat,
+    low_watermark,
+    merge,
+)
 from services.worker.inbound import Inbound, decode_batch
 from services.worker.planner import Planner
 
@@ -65,7 +72,19 @@ def position_key(partition: int) -> bytes:
 
 
 def is_position_key(key: bytes) -> bool:
+    """Whether a table key is one of the handler's own records (input position, domains of a
+    partition, input watermarks), not a domain."""
     return key.startswith(b"\x00")
+
+
+def domains_key(partition: int) -> bytes:
+    """The table key listing the domains whose batches came through ``partition``."""
+    return b"\x00domains:" + str(partition).encode()
+
+
+def inputs_key(partition: int) -> bytes:
+    """The table key holding the input partitions' event times reported by heartbeats."""
+    return b"\x00inputs:" + str(partition).encode()
 
 
 def planner_config(settings: Settings) -> PlannerConfig:
@@ -234,18 +253,45 @@ class DomainHandler:
         self._read_gap = read_gap
         self._processors: dict[str, DomainProcessor] = {}
         self._next: dict[int, int] = {}
+        self._domains: dict[int, set[str]] = {}
         self._rewinding: dict[int, float] = {}
         self.handled = 0
         self.rewinds = 0
         self.skipped = 0
         self.gaps_filled = 0
+        self.heartbeats = 0
 
     def forget(self) -> None:
         """Drop cached processors and input positions (after a rebalance the table is the
         source of truth: another worker may have moved a partition on meanwhile)."""
         self._processors.clear()
         self._next.clear()
+        self._domains.clear()
         self._rewinding.clear()
+
+    async def on_message(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> None:
+        """One message of the internal topic, as the agent receives it: admitted by offset
+        (:meth:`admit`), then a domain's batch or an event-time heartbeat."""
+        if await self.admit(partition, offset):
+            await self._apply_message(key, value, partition, offset)
+
+    async def _apply_message(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> None:
+        if key is None or value is None:  # not one of ours: nothing to apply
+            self._applied(partition, offset)
+        elif is_heartbeat(key):
+            await self.heartbeat(value, partition, offset)
+        else:
+            try:
+                items = decode_batch(value)
+            except Exception:  # never crash the agent: say so and move on
+                log.exception("domain.batch_undecodable", partition=partition, offset=offset)
+                self._applied(partition, offset)
+                return
+            await self.handle(key.decode(), items, partition, offset)
 
     async def admit(self, partition: int, offset: int) -> bool:
         """Whether the internal message at ``offset`` is to be applied now: it is the
@@ -322,16 +368,7 @@ class DomainHandler:
         )
         self.gaps_filled += 1
         for offset, key, value in missing:
-            if key is None or value is None:  # not one of ours: nothing to apply
-                self._applied(partition, offset)
-                continue
-            try:
-                items = decode_batch(value)
-            except Exception:  # a message the agent could not decode either: same handling
-                log.exception("domain.batch_undecodable", partition=partition, offset=offset)
-                self._applied(partition, offset)
-                continue
-            await self.handle(key.decode(), items, partition, offset)
+            await self._apply_message(key, value, partition, offset)
         self._next[partition] = end
         return True
 
@@ -369,6 +406,8 @@ class DomainHandler:
     ) -> None:
         """Process one inbound batch (the internal message at ``partition``/``offset``, whose
         position is then stored); never raises (a crashed agent would stall the domain)."""
+        if partition is not None:
+            self._register(partition, domain)
         try:
             await self._handle(domain, items)
         except Exception as exc:  # a bug must not lose input: dead-letter it with the reason
@@ -382,6 +421,54 @@ class DomainHandler:
             await self._sender.send_all(letters)
         self._applied(partition, offset)
 
+    def _register(self, partition: int, domain: str) -> None:
+        """Remember which domains a partition carries (a heartbeat advances all of them)."""
+        known = self._domains_of(partition)
+        if domain not in known:
+            known.add(domain)
+            self._states[domains_key(partition)] = json.dumps(sorted(known)).encode()
+
+    def _domains_of(self, partition: int) -> set[str]:
+        known = self._domains.get(partition)
+        if known is None:
+            stored = self._states.get(domains_key(partition))
+            known = set() if stored is None else set(json.loads(stored))
+            self._domains[partition] = known
+        return known
+
+    async def heartbeat(self, value: bytes, partition: int, offset: int | None = None) -> None:
+        """An event-time heartbeat from ingest (:mod:`services.worker.heartbeat`): record the
+        input partitions' event times and, once all have reported, advance every domain of
+        this partition to their minimum (its idle domains close intervals and plan)."""
+        try:
+            inputs, total = decode_heartbeat(value)
+            stored = self._states.get(inputs_key(partition))
+            known = {} if stored is None else decode_heartbeat(stored)[0]
+            merged = merge(known, inputs)
+            if merged != known:
+                self._states[inputs_key(partition)] = encode_heartbeat(merged, total)
+            watermark = low_watermark(merged, total)
+            self.heartbeats += 1
+            if watermark is not None:
+                for domain in sorted(self._domains_of(partition)):
+                    await self._advance(domain, watermark)
+        except Exception:  # never crash the agent on a heartbeat
+            log.exception("domain.heartbeat_failed", partition=partition, offset=offset)
+        self._applied(partition, offset)
+
+    async def _advance(self, domain: str, watermark: Any) -> None:
+        processor = self._processor(domain)
+        current = processor.state.watermark
+        if current is not None and watermark <= current:
+            return
+        try:
+            await self._run_steps(domain, processor, processor.advance(watermark))
+        except Exception:
+            log.exception("domain.advance_failed", domain=domain)
+            self._processors.pop(domain, None)
+            return
+        self._states[domain.encode()] = _dumps(processor.to_state())
+
     async def _handle(self, domain: str, items: list[Inbound]) -> None:
         """Run one inbound batch through the core's event-time timeline and publish.
 
@@ -392,7 +479,13 @@ class DomainHandler:
         end; a crash before that replays the batch, which yields the same output ids.
         """
         processor = self._processor(domain)
-        result = processor.ingest(items)
+        await self._run_steps(domain, processor, processor.ingest(items))
+        self._states[domain.encode()] = _dumps(processor.to_state())
+        self.handled += len(items)
+
+    async def _run_steps(self, domain: str, processor: DomainProcessor, result: Any) -> None:
+        """Publish what a step result refused and logged, plan where due, and continue
+        while the core says more final steps remain."""
         while True:
             outputs: list[Event] = []
             for item, stage, error_class, reason in result.refused:
@@ -410,8 +503,6 @@ class DomainHandler:
             if not result.more:
                 break
             result = processor.ingest(())
-        self._states[domain.encode()] = _dumps(processor.to_state())
-        self.handled += len(items)
 
     async def _plan(self, domain: str, processor: DomainProcessor, trigger: Any) -> list[Event]:
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from services.config import SaslMechanism, SecurityProtocol, Settings
 from services.kafka import deployment_topics, ensure_topics
 from services.metrics import INGEST_RESTARTS
 from services.worker.agent import DomainHandler, GapReader, OutputSender
-from services.worker.inbound import INTERNAL_TOPIC, decode_batch
+from services.worker.inbound import INTERNAL_TOPIC
 from services.worker.ingest import IngestStage
 from services.worker.planner import Planner
 from services.worker.views import register_views
@@ -187,14 +187,9 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             message = event.message
             # Only the partition's next message, by the table's record (not the group's
-            # committed offset, which Faust can move past messages it never delivered).
-            if await handler.admit(message.partition, message.offset):
-                await handler.handle(
-                    event.key.decode(),
-                    decode_batch(event.value),
-                    message.partition,
-                    message.offset,
-                )
+            # committed offset, which Faust can move past messages it never delivered);
+            # a domain's batch, or an event-time heartbeat from ingest.
+            await handler.on_message(event.key, event.value, message.partition, message.offset)
 
     @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:

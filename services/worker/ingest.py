@@ -41,6 +41,7 @@ from schemas.topics import INPUT_TOPICS
 from services.config import Settings
 from services.kafka import Delivered, consumer_lag, dead_letter_record, decode_records
 from services.metrics import EVENTS_DEAD_LETTERED, EVENTS_IN, INGEST_LAG, REGISTRY
+from services.worker.heartbeat import HeartbeatEmitter
 from services.worker.inbound import INTERNAL_TOPIC, Inbound, chunks, encode_batch
 
 log = structlog.get_logger(__name__)
@@ -205,6 +206,7 @@ class IngestStage:
         self._group_id = group_id
         self._stopping = asyncio.Event()
         self._aligner = Aligner()
+        self._heartbeat = HeartbeatEmitter(settings)  # event time for idle domains
         self._in_flight: deque[tuple[asyncio.Future[Any], dict[TopicPartition, int]]] = deque()
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_lock = asyncio.Lock()
@@ -274,6 +276,9 @@ class IngestStage:
             INGEST_HELD.set(self._aligner.total_held())
             self._pace(consumer)
             acks += await self._forward(producer, released)
+            self._heartbeat.released(released)
+            inputs = [self._settings.topic(spec.name) for spec in INPUT_TOPICS]
+            await self._heartbeat.maybe_send(producer, consumer, behind, inputs, acks)
             for event_type, count in valid.items():
                 EVENTS_IN.labels(event_type).inc(count)
             if acks or fetched:

@@ -1,0 +1,117 @@
+"""Event-time heartbeats in the worker shell, without Kafka: the ingest side's bookkeeping
+(:class:`HeartbeatEmitter`) and the domain agent's (``DomainHandler.heartbeat``), with the
+table and the output sender faked as in tests/test_worker_admission.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from aiokafka import TopicPartition
+
+from services.worker.agent import domains_key, inputs_key, position_key
+from services.worker.heartbeat import (
+    HEARTBEAT_KEY,
+    HeartbeatEmitter,
+    decode_heartbeat,
+    encode_heartbeat,
+    low_watermark,
+    merge,
+)
+from services.worker.inbound import Inbound, encode_batch
+from tests.test_domain_support import DOMAIN, T0, baseline_catalogue, hours
+from tests.test_worker_admission import Fakes, P
+
+
+def batch(events: list) -> bytes:  # type: ignore[type-arg]
+    return encode_batch([Inbound(e, type(e).topic, 0, n) for n, e in enumerate(events)])
+
+
+def beat(total: int, **inputs: timedelta) -> bytes:
+    return encode_heartbeat({k.replace("_", "."): T0 + v for k, v in inputs.items()}, total)
+
+
+def test_the_low_watermark_is_the_minimum_once_every_input_reported() -> None:
+    a = {"ops.ticket-volume:0": T0 + timedelta(hours=5)}
+    assert low_watermark(a, 2) is None, "one input partition has not reported yet"
+    both = merge(a, {"ops.queues:0": T0 + timedelta(hours=3)})
+    assert low_watermark(both, 2) == T0 + timedelta(hours=3)
+    # a new owner re-reading older records of a partition does not move it back
+    assert merge(both, {"ops.queues:0": T0})["ops.queues:0"] == T0 + timedelta(hours=3)
+    value = encode_heartbeat(both, 2)
+    assert decode_heartbeat(value) == (both, 2)
+
+
+def test_the_emitter_reports_inputs_read_to_their_end_with_the_newest_released_time() -> None:
+    from services.config import Settings
+    from services.kafka import Delivered
+
+    emitter = HeartbeatEmitter(Settings(), every_s=2.0)
+    a, b = TopicPartition("ops.ticket-volume", 0), TopicPartition("ops.queues", 0)
+    assert emitter.due([a, b], [], now=10.0) is None, "nothing released yet"
+    events = hours(0, 3, 10)
+    emitter.released([Delivered(e, "ops.ticket-volume", 0, n) for n, e in enumerate(events)])
+    newest = max(e.time for e in events)
+    assert emitter.due([a, b], [b], now=10.0) == {"ops.ticket-volume:0": newest}, (
+        "a partition still behind is not reported: its owner has not read it yet"
+    )
+    assert emitter.due([a, b], [], now=10.0) == {
+        "ops.queues:0": newest,
+        "ops.ticket-volume:0": newest,
+    }
+
+
+async def test_a_heartbeat_advances_an_idle_domain_once_all_inputs_reported() -> None:
+    fakes = Fakes(position=0)
+    handler = fakes.handler(real_handle=True)
+    handler._planner = _NoPlanner()  # type: ignore[assignment]
+    await handler.on_message(DOMAIN.encode(), batch([*baseline_catalogue()]), P, 0)
+    await handler.on_message(DOMAIN.encode(), batch(hours(0, 10, 5)), P, 1)
+    state = json.loads(fakes.table[DOMAIN.encode()])
+    assert state["buffer"], "the last lateness-worth waits"
+    assert json.loads(fakes.table[domains_key(P)]) == [DOMAIN]
+    watermark = state["watermark"]
+    far = timedelta(hours=20)
+    # one of two inputs: not yet
+    await handler.on_message(HEARTBEAT_KEY, beat(2, ops_ticket_volume__0=far), P, 2)
+    assert json.loads(fakes.table[DOMAIN.encode()])["watermark"] == watermark
+    # the other reports too: the minimum of the two moves the domain
+    await handler.on_message(HEARTBEAT_KEY, beat(2, ops_queues__0=far), P, 3)
+    state = json.loads(fakes.table[DOMAIN.encode()])
+    assert state["watermark"] > watermark
+    assert state["buffer"] == [], "everything buffered was applied"
+    assert fakes.table[position_key(P)] == b"4", "heartbeats move the input position too"
+    assert decode_heartbeat(fakes.table[inputs_key(P)])[1] == 2
+    assert handler.heartbeats == 2
+
+
+async def test_a_heartbeat_behind_the_domain_changes_nothing() -> None:
+    fakes = Fakes(position=0)
+    handler = fakes.handler(real_handle=True)
+    await handler.on_message(DOMAIN.encode(), batch([*baseline_catalogue(), *hours(0, 5, 5)]), P, 0)
+    before, sent = fakes.table[DOMAIN.encode()], len(fakes.sent)
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=timedelta(hours=1)), P, 1)
+    assert fakes.table[DOMAIN.encode()] == before
+    assert len(fakes.sent) == sent, "nothing published"
+
+
+async def test_a_heartbeat_in_a_gap_read_from_the_broker_is_applied_as_one() -> None:
+    far = timedelta(hours=30)
+    records = [
+        (0, DOMAIN.encode(), batch([*baseline_catalogue(), *hours(0, 10, 5)])),
+        (1, HEARTBEAT_KEY, beat(1, ops_queues__0=far)),
+    ]
+    fakes = Fakes(position=0, gap=lambda start, end: records[start:end])
+    handler = fakes.handler(real_handle=True)
+    handler._planner = _NoPlanner()  # type: ignore[assignment]
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 2)
+    assert fakes.reads == [(P, 0, 2)]
+    assert json.loads(fakes.table[DOMAIN.encode()])["buffer"] == []
+    assert handler.heartbeats == 2
+
+
+class _NoPlanner:
+    """Planning is not what these tests look at: every plan attempt fails (held capacity)."""
+
+    async def plan(self, problem: object) -> object:
+        raise RuntimeError("no solver in this test")
