@@ -24,6 +24,7 @@ from services.config import SaslMechanism, SecurityProtocol, Settings
 from services.kafka import deployment_topics, ensure_topics
 from services.metrics import INGEST_RESTARTS
 from services.worker.agent import DomainHandler, GapReader, OutputSender
+from services.worker.faust_tuning import tune_worker_consumer
 from services.worker.inbound import INTERNAL_TOPIC
 from services.worker.ingest import IngestStage
 from services.worker.planner import Planner
@@ -115,6 +116,7 @@ async def _ensure_changelogs(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     """Build a worker's Faust app from settings (nothing connects until it starts)."""
+    tune_worker_consumer()  # Faust's hard-coded 1.5 s fetch wait stalled the domain agent
     app_id = settings.topic_prefix + settings.app_id
     app = faust.App(
         app_id,
