@@ -9,7 +9,9 @@ two independent implementations of the objective agree on every random instance.
 
 The objective, term by term (H = period length in hours):
 
-* internal: Σ team FTE × H × cost_per_hour / (1 − shrinkage) (teams are paid rostered hours);
+* internal (``Policy.internal_cost``): rostered — Σ teams, periods rostered FTE × H ×
+  cost_per_hour, whatever the plan assigns (the roster is paid); assigned — Σ assigned FTE × H ×
+  cost_per_hour / (1 − shrinkage);
 * providers: Σ lines, periods H × tiered hourly price of the line's contracted level;
 * churn: churn_cost_per_fte × Σ |level[t] − level[t−1]|, with level[−1] the committed level;
 * SLA (queues): weight × contacts × (target − min(target, curve(cover))), where the curve is
@@ -79,12 +81,17 @@ def plan_costs(
     teams = {t.id: t for t in problem.teams}
     providers = {p.id: p for p in problem.providers}
 
+    assigned = policy.internal_cost == "assigned"
     internal = 0.0
+    if not assigned:
+        for team in problem.teams:
+            roster = sum(team.rostered_fte(t) for t in range(horizon))
+            internal += hours * team.cost_per_hour * roster
     quality = 0.0
     for a in items:
         if a.source_kind == "team":
-            team = teams[a.source_id]
-            internal += a.fte * hours * team.cost_per_hour / (1.0 - team.shrinkage)
+            if assigned:
+                internal += a.fte * hours * teams[a.source_id].internal_rate
         else:
             q = providers[a.source_id].quality_score
             quality += a.fte * hours * policy.quality_penalty_per_fte_hour * (1.0 - q)
@@ -108,7 +115,7 @@ def plan_costs(
     for stream, req in zip(problem.streams, reqs, strict=True):
         weight = policy.penalty_weight(stream)
         for t in range(horizon):
-            need = req.required_fte[t]
+            need = req.cap(t)
             if need <= EPS:
                 continue
             got = min(cover.get((stream.id, t), 0.0), need)

@@ -72,6 +72,14 @@ class StreamRequirement:
     volume: tuple[float, ...]
     curves: tuple[Curve, ...]
     queue: QueueParams | None = None
+    cover_cap: tuple[float, ...] = ()
+    """Most cover the SLA curve can use per period: ``required_fte`` when demand is certain;
+    with ``Policy.demand_cv`` > 0 the requirement at the high arrival scenario (cover above
+    the certain requirement still lowers the *expected* shortfall)."""
+
+    def cap(self, period: int) -> float:
+        """``cover_cap[period]``, or ``required_fte[period]`` when no cap was set."""
+        return self.cover_cap[period] if self.cover_cap else self.required_fte[period]
 
     def expected_sl(self, period: int, cover: float) -> float:
         """Expected service level at ``cover`` FTE (exact curve, linear between whole agents)."""
@@ -171,8 +179,23 @@ def _tail_exact_curve(xs: list[float], ys: list[float]) -> Curve:
     return Curve(tuple(keep_x), tuple(keep_y))
 
 
+def _scenarios(cv: float) -> tuple[FloatArray, FloatArray]:
+    """Arrival factors and weights: 3-point Gauss–Hermite on a lognormal of mean 1, CV ``cv``.
+
+    Why lognormal: arrivals are positive and their forecast error is multiplicative; three
+    points integrate the expected shortfall of a smooth SL curve well and keep the staffing
+    calls at 3× (measured: the curve build stays a few ms per queue).
+    """
+    if cv <= 0:
+        return np.ones(1), np.ones(1)
+    sigma = math.sqrt(math.log1p(cv * cv))
+    nodes = np.asarray([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
+    weights = np.asarray([1.0, 4.0, 1.0]) / 6.0
+    return np.exp(-0.5 * sigma * sigma + sigma * nodes), weights
+
+
 def _queue_requirement(
-    stream: WorkStream, demand: Demand, interval_s: float, max_occupancy: float
+    stream: WorkStream, demand: Demand, interval_s: float, max_occupancy: float, cv: float = 0.0
 ) -> StreamRequirement:
     """Erlang requirement and SL curve per period, exact SL values from one vectorised call.
 
@@ -196,26 +219,46 @@ def _queue_requirement(
         patience_s=stream.patience_s,
     )
     load = staffing.offered_load(arrivals, aht, interval_s)
-    live = [t for t in range(horizon) if int(required[t]) > 0 and arrivals[t] > 0]
-    cands = {t: _candidates(float(load[t]), int(required[t])) for t in live}
+    factors, weights = _scenarios(cv)
+    uncertain = len(factors) > 1
+    cap = required
+    if uncertain:
+        cap = np.maximum(
+            required,
+            staffing.required_agents(
+                arrivals * factors[-1],
+                aht,
+                interval_s,
+                target,
+                target_s,
+                max_occupancy=max_occupancy,
+                patience_s=stream.patience_s,
+            ),
+        )
+    live = [t for t in range(horizon) if int(cap[t]) > 0 and arrivals[t] > 0]
+    cands = {t: _candidates(float(load[t]), int(cap[t])) for t in live}
     flat_t = np.asarray([t for t in live for _ in cands[t]], dtype=np.int64)
     flat_n = np.asarray([k for t in live for k in cands[t]], dtype=np.float64)
-    sl_flat = (
-        staffing.service_level(
-            arrivals[flat_t], aht[flat_t], interval_s, flat_n, target_s, stream.patience_s
-        )
-        if len(flat_t)
-        else np.zeros(0)
-    )
+    # Expected on-target share of the period's contacts, E[λ·min(target, SL(k, λ))] / E[λ],
+    # over the arrival scenarios (one scenario, the forecast itself, when demand is certain).
+    sl_flat = np.zeros(len(flat_t))
+    share = weights * factors / float(np.dot(weights, factors))
+    for f, w in zip(factors.tolist(), share.tolist(), strict=True):
+        if len(flat_t):
+            sl = staffing.service_level(
+                arrivals[flat_t] * f, aht[flat_t], interval_s, flat_n, target_s, stream.patience_s
+            )
+            sl_flat += w * (np.minimum(target, np.clip(sl, 0.0, 1.0)) if uncertain else sl)
     curves: list[Curve] = [Curve((0.0,), (1.0,))] * horizon
     cache: dict[tuple[float, float, int], Curve] = {}
     pos = 0
     for t in live:
         ks = cands[t]
-        key = (float(arrivals[t]), float(aht[t]), int(required[t]))
+        key = (float(arrivals[t]), float(aht[t]), int(cap[t]))
         if key not in cache:
             sl = np.maximum.accumulate(np.clip(sl_flat[pos : pos + len(ks)], 0.0, 1.0))
-            sl[-1] = max(sl[-1], target)
+            if not uncertain:
+                sl[-1] = max(sl[-1], target)
             cache[key] = _tail_exact_curve([float(k) for k in ks], [float(v) for v in sl])
         curves[t] = cache[key]
         pos += len(ks)
@@ -233,6 +276,7 @@ def _queue_requirement(
             target_s=float(target_s),
             patience_s=stream.patience_s,
         ),
+        cover_cap=tuple(float(c) for c in cap),
     )
 
 
@@ -262,7 +306,13 @@ def stream_requirements(problem: AllocationProblem) -> tuple[StreamRequirement, 
         demand = problem.demand_for(stream.id)
         if stream.kind == "queue":
             out.append(
-                _queue_requirement(stream, demand, req.period_seconds, problem.policy.max_occupancy)
+                _queue_requirement(
+                    stream,
+                    demand,
+                    req.period_seconds,
+                    problem.policy.max_occupancy,
+                    problem.policy.demand_cv,
+                )
             )
         else:
             out.append(_project_requirement(stream, demand, req.period_hours))

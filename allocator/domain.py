@@ -35,6 +35,7 @@ Sensitivity = Literal["public", "internal", "restricted"]
 SlaKind = Literal["answer_within", "resolve_within"]
 ProviderStatus = Literal["active", "suspended"]
 Backend = Literal["highs", "scip", "cp_sat"]
+InternalCost = Literal["rostered", "assigned"]
 
 SENSITIVITIES: tuple[Sensitivity, ...] = ("public", "internal", "restricted")
 RESTRICTED_CLEARANCE = "restricted"
@@ -198,6 +199,11 @@ class Team:
         if len(self.fte_available) == 1:
             return self.fte_available[0]
         return self.fte_available[period]
+
+    @property
+    def internal_rate(self) -> float:
+        """Wage per productive FTE-hour: ``cost_per_hour / (1 − shrinkage)``."""
+        return self.cost_per_hour / (1.0 - self.shrinkage)
 
     def productive_fte(self, period: int) -> float:
         """Productive FTE in ``period``: rostered × (1 − shrinkage)."""
@@ -468,6 +474,17 @@ class Policy:
       Outsourcing contracts are not re-sized hourly; holding a level for a block is also what
       keeps the optimiser's integer decisions few. Assignments stay per period. A value at or
       below the period length means levels may change every period.
+    * ``internal_cost``: how in-house time is paid. ``"rostered"`` (default): teams are paid
+      for their roster whatever they work on, so the roster's cost is a fixed part of every
+      plan and an assigned hour costs nothing extra — outsourcing must beat an idle in-house
+      hour at 0, not at its wage. ``"assigned"``: hours not assigned here go to other paid work,
+      so each assigned FTE-hour costs ``cost_per_hour / (1 − shrinkage)`` (the wage of the
+      rostered hour that yields one productive hour).
+    * ``demand_cv``: relative standard deviation of a queue's arrivals around the forecast
+      (forecast error and the spread inside a period). 0 plans for the forecast as if it were
+      certain; above 0 the SLA shortfall is priced as its *expectation* over arrivals, so the
+      optimiser buys the cover that pays for itself against the risk, as the realised service
+      (which sees the spread) will. Erlang requirements (what greedy staffs to) are unchanged.
     """
 
     core_in_house_share: float = 0.0
@@ -481,9 +498,16 @@ class Policy:
     quality_penalty_per_fte_hour: float = 0.0
     max_occupancy: float = 0.85
     level_change_hours: float = 8.0
+    internal_cost: InternalCost = "rostered"
+    demand_cv: float = 0.0
 
     def __post_init__(self) -> None:
         _fraction("Policy", "core_in_house_share", self.core_in_house_share)
+        if self.internal_cost not in ("rostered", "assigned"):
+            raise _fail(
+                "Policy",
+                f"internal_cost must be 'rostered' or 'assigned', got {self.internal_cost!r}",
+            )
         _fraction("Policy", "vendor_concentration_cap", self.vendor_concentration_cap)
         if self.vendor_concentration_cap <= 0:
             raise _fail("Policy", "vendor_concentration_cap must be > 0")
@@ -507,6 +531,8 @@ class Policy:
         )
         if not (0.0 < self.max_occupancy <= 1.0):
             raise _fail("Policy", f"max_occupancy must be in (0, 1], got {self.max_occupancy!r}")
+        if not (0.0 <= self.demand_cv <= 2.0):
+            raise _fail("Policy", f"demand_cv must be in [0, 2], got {self.demand_cv!r}")
 
     def penalty_weight(self, stream: WorkStream) -> float:
         """SLA penalty weight of ``stream``: per missed contact (queue) or unmet hour (project)."""

@@ -296,10 +296,13 @@ def generate(
     active = sum(p.active for p in providers)
     cap = 1.0 if active <= 1 else min(1.0, max(0.35, 2.5 / active))
     total_fte_hours = float(load_by_skill.sum())
+    # The roster is paid whatever the plan does (Policy.internal_cost "rostered"); the budget
+    # is that plus an outsourcing allowance of about a third of the load at offshore rates.
+    roster_cost = sum(t.cost_per_hour * sum(t.fte_available) for t in teams)
     policy = Policy(
         core_in_house_share=0.6,
         vendor_concentration_cap=round(cap, 3),
-        budget_cap=round(total_fte_hours * 60.0, 0),
+        budget_cap=round(roster_cost + total_fte_hours * 20.0, 0),
         churn_cost_per_fte=25.0,
         sla_penalty_per_contact=150.0,
         unmet_work_penalty_per_hour=150.0,

@@ -304,13 +304,15 @@ def brute_force(
     churn: float,
     penalty: float,
     change_every: int = 1,
+    rostered: bool = False,
 ) -> float:
     """Optimal cost of one project stream, one team, one provider line, by enumeration.
 
     Levels are held for ``change_every`` periods (``Policy.level_change_hours`` on hourly
     periods, no lead time, no pending change). With the provider level fixed, the rest is
-    trivial: provider capacity is already paid for, so use it first, then the team where its
-    hourly cost beats the unmet-work penalty.
+    trivial: provider capacity is already paid for, so use it first, then the team — always
+    when its roster is paid anyway (``rostered``), else where its hourly cost beats the
+    unmet-work penalty.
     """
     line = SkillRate("net", tiers)
     choices = [k * block for k in range(int(mx // block) + 1)]
@@ -325,7 +327,10 @@ def brute_force(
             need = work[t]
             cost += line.cost_per_hour(level) + churn * abs(level - prev)
             rest = max(0.0, need - level)
-            if team_cost < penalty:
+            if rostered:
+                cost += team_fte * team_cost
+                rest -= min(team_fte, rest)
+            elif team_cost < penalty:
                 use = min(team_fte, rest)
                 cost += use * team_cost
                 rest -= use
@@ -348,6 +353,7 @@ def brute_force(
     committed=st.integers(0, 3),
     churn=st.integers(0, 40),
     change_every=st.sampled_from((1, 2, 8)),
+    rostered=st.booleans(),
 )
 def test_brute_force_optimality(
     work: list[int],
@@ -361,6 +367,7 @@ def test_brute_force_optimality(
     committed: int,
     churn: int,
     change_every: int,
+    rostered: bool,
 ) -> None:
     mx = mn + span
     if block > mx:
@@ -390,6 +397,7 @@ def test_brute_force_optimality(
             churn_cost_per_fte=float(churn),
             unmet_work_penalty_per_hour=penalty,
             level_change_hours=float(change_every),
+            internal_cost="rostered" if rostered else "assigned",
         ),
         (ProviderLevel("v", "net", float(committed)),) if committed else (),
     )
@@ -406,6 +414,7 @@ def test_brute_force_optimality(
         float(churn),
         penalty,
         change_every,
+        rostered,
     )
     assert plan.stats.objective == pytest.approx(expected, rel=1e-6, abs=1e-4)
     check_plan(problem, plan)

@@ -247,7 +247,7 @@ class _Builder:
             weight = policy.penalty_weight(stream)
             cov: list[list[int]] = []
             for t in range(self.T):
-                r = req.required_fte[t]
+                r = req.cap(t)
                 if r <= EPS:
                     cov.append([])
                     continue
@@ -270,7 +270,16 @@ class _Builder:
             self.cover.append(cov)
 
     def add_assignments(self) -> None:
-        """x (class, team, t) and y (class, provider, t) where the class has demand; balance."""
+        """x (class, team, t) and y (class, provider, t) where the class has demand; balance.
+
+        In-house time is priced per ``Policy.internal_cost``: rostered (default) — the whole
+        roster is a constant cost and x is free; assigned — each x FTE costs its wage.
+        """
+        assigned = self.p.policy.internal_cost == "assigned"
+        if not assigned:
+            for team in self.p.teams:
+                roster = sum(team.rostered_fte(t) for t in range(self.T))
+                self.const_cost("internal", self.H * team.cost_per_hour * roster)
         for cls in self.classes:
             for t in range(self.T):
                 cvars = [v for i in cls.streams for v in self.cover[i][t]]
@@ -284,7 +293,8 @@ class _Builder:
                     v = self.lp.var(0.0, team.productive_fte(t))
                     cls.x[(j, t)] = v
                     xs.append(v)
-                    self.cost("internal", v, self.H * team.cost_per_hour / (1 - team.shrinkage))
+                    if assigned:
+                        self.cost("internal", v, self.H * team.internal_rate)
                 ys: list[int] = []
                 for j in cls.providers:
                     v = self.lp.var(0.0)
@@ -321,7 +331,8 @@ class _Builder:
         for cls in self.classes:
             if cls.skill == skill and j in cls.providers:
                 for i in cls.streams:
-                    demand += max(self.reqs[i].required_fte)
+                    req = self.reqs[i]
+                    demand += max(req.cap(t) for t in range(self.T)) if self.T else 0.0
         base = max(self.p.baseline_level(prov.id, skill))
         block = prov.contract.block_fte
         floor_engaged = prov.contract.min_fte if max(demand, base) > EPS else 0.0
@@ -336,7 +347,8 @@ class _Builder:
         for cls in self.classes:
             if cls.skill == skill and j in cls.providers:
                 for i in cls.streams:
-                    dem += np.asarray(self.reqs[i].required_fte, dtype=np.float64)
+                    req = self.reqs[i]
+                    dem += np.asarray([req.cap(t) for t in range(self.T)], dtype=np.float64)
         return dem
 
     def _segment_upper(

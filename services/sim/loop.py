@@ -45,6 +45,7 @@ def allocator_policy(scenario: Scenario) -> Policy:
         quality_penalty_per_fte_hour=w.quality_penalty_per_fte_hour,
         max_occupancy=w.max_occupancy,
         level_change_hours=w.level_change_hours,
+        demand_cv=w.demand_cv,
     )
 
 

@@ -203,6 +203,13 @@ class PolicyWeights(_Strict):
     vendor_concentration_cap: float = Field(1.0, gt=0, le=1)
     max_occupancy: float = Field(0.85, gt=0, le=1)
     level_change_hours: float = Field(8.0, ge=0)
+    demand_cv: float = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Relative spread of arrivals around the forecast that the optimiser "
+        "prices (allocator Policy.demand_cv); 0 plans for the forecast as certain.",
+    )
 
 
 class PlanningSpec(_Strict):
