@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_key_password: SecretStr | None = None
-    domains: list[str] = Field(default_factory=lambda: ["default"])
     solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
     planning_policy: str = Field("optimiser", pattern="^(optimiser|greedy|static)$")
     allowed_lateness_minutes: int = Field(60, ge=0)
@@ -84,8 +83,22 @@ class Settings(BaseSettings):
             "more or when long GC/network pauses cause false failovers."
         ),
     )
+    changelog_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description=(
+            "Replication factor of the topics the worker's Faust app creates (its tables' "
+            "changelogs, the assignor's topic). Default: min(3, brokers) for the changelogs, "
+            "1 for the rest; set 3 on a production cluster."
+        ),
+    )
     exactly_once: bool = Field(
-        False, description="Faust exactly-once (Kafka transactions); never on the embedded broker."
+        False,
+        description=(
+            "Not supported: `true` is refused at start. Delivery is at least once with "
+            'deterministic output ids (docs/worker.md, "Delivery guarantee").'
+        ),
     )
 
     @field_validator("topic_prefix")
@@ -110,8 +123,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} {path} does not exist or is not a file")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile (mTLS) must be given together")
-        if self.exactly_once and self.embedded:
-            raise ValueError("exactly_once needs Apache Kafka, not the embedded broker")
+        if self.exactly_once:
+            raise ValueError(
+                "exactly_once is not supported: Faust's transactions (faust-streaming 0.15.3) "
+                "group a worker's outputs by the partition they are sent to and commit them on "
+                "a timer, not with the input message and the domain state that produced them, "
+                "so a crash still repeats outputs (seen: a capacity request id twice in 2 of 4 "
+                "runs, one run stalled), and the ingest stage is outside Faust anyway. Leave "
+                "FLEXFORCE_EXACTLY_ONCE unset: delivery is at least once with deterministic "
+                "ids, so consumers drop repeats by id (see docs/worker.md)"
+            )
         return self
 
     def topic(self, logical: str) -> str:

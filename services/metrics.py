@@ -7,6 +7,8 @@ that grow without bound (event, plan or request ids belong in logs, not labels).
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -102,3 +104,15 @@ INGEST_RESTARTS = Counter(
     "from the last committed offsets, so nothing is lost).",
     registry=REGISTRY,
 )
+
+#: Gauges holding a domain's last plan: meaningful only on the worker that plans the domain.
+DOMAIN_GAUGES = (PLAN_GAP, PLANNED_COST, UNMET_DEMAND)
+
+
+def forget_domain(domain: str) -> None:
+    """Drop a domain's gauges (a rebalance moved it to another worker, which reports it now):
+    otherwise this worker would go on exporting its last, stale values. Counters and
+    histograms stay (they only ever grow; Prometheus sums them across workers)."""
+    for gauge in DOMAIN_GAUGES:
+        with contextlib.suppress(KeyError):  # never planned here
+            gauge.remove(domain)

@@ -841,7 +841,6 @@ DESCRIPTIONS = {
     "ssl_certfile": "Client certificate for mTLS; with `SSL_KEYFILE`.",
     "ssl_keyfile": "Client private key for mTLS; with `SSL_CERTFILE`.",
     "ssl_key_password": "Password of the client private key. **Secret.**",
-    "domains": "Planning domains (JSON list). Not read by the worker yet.",
     "solver_time_limit_s": "Solver time limit per plan, seconds.",
     "planning_policy": "Planner: `optimiser`, `greedy` or `static`.",
     "allowed_lateness_minutes": "Event-time lateness accepted before an event is refused.",

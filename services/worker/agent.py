@@ -43,6 +43,7 @@ from services.metrics import (
     PLAN_SOLVE_SECONDS,
     PLANNED_COST,
     UNMET_DEMAND,
+    forget_domain,
 )
 from services.worker.heartbeat import (
     decode_heartbeat,
@@ -254,6 +255,9 @@ class DomainHandler:
         self._processors: dict[str, DomainProcessor] = {}
         self._next: dict[int, int] = {}
         self._domains: dict[int, set[str]] = {}
+        #: Domains whose gauges this worker set, with their internal partition.
+        self._gauged: dict[str, int] = {}
+        self._partition_of: dict[str, int] = {}
         self._rewinding: dict[int, float] = {}
         self.handled = 0
         self.rewinds = 0
@@ -268,6 +272,14 @@ class DomainHandler:
         self._next.clear()
         self._domains.clear()
         self._rewinding.clear()
+
+    def retain(self, partitions: set[int]) -> None:
+        """After a rebalance: drop the gauges of the domains whose internal partition this
+        worker no longer holds (their new owner reports them)."""
+        for domain, partition in list(self._gauged.items()):
+            if partition not in partitions:
+                forget_domain(domain)
+                del self._gauged[domain]
 
     async def on_message(
         self, key: bytes | None, value: bytes | None, partition: int, offset: int
@@ -423,6 +435,7 @@ class DomainHandler:
 
     def _register(self, partition: int, domain: str) -> None:
         """Remember which domains a partition carries (a heartbeat advances all of them)."""
+        self._partition_of[domain] = partition
         known = self._domains_of(partition)
         if domain not in known:
             known.add(domain)
@@ -451,6 +464,7 @@ class DomainHandler:
             self.heartbeats += 1
             if watermark is not None:
                 for domain in sorted(self._domains_of(partition)):
+                    self._partition_of[domain] = partition
                     await self._advance(domain, watermark)
         except Exception:  # never crash the agent on a heartbeat
             log.exception("domain.heartbeat_failed", partition=partition, offset=offset)
@@ -518,6 +532,9 @@ class DomainHandler:
         for event in outputs:
             if isinstance(event, AllocationPlanned):
                 self._plans[domain.encode()] = encode(event).value
+                partition = self._partition_of.get(domain)
+                if partition is not None:
+                    self._gauged[domain] = partition
                 PLAN_GAP.labels(domain).set(event.solver.gap or 0.0)
                 PLANNED_COST.labels(domain).set(event.cost.total)
                 UNMET_DEMAND.labels(domain).set(plan.unmet_fte_hours)

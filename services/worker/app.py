@@ -92,11 +92,17 @@ async def _ensure_changelogs(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster())["brokers"])
+        replication = settings.changelog_replication_factor or min(3, brokers)
+        if replication > brokers:
+            raise ValueError(
+                f"FLEXFORCE_CHANGELOG_REPLICATION_FACTOR={replication} but the cluster has "
+                f"{brokers} broker(s)"
+            )
         wanted = [
             NewTopic(
                 name=f"{app_id}-{table}-changelog",
                 num_partitions=settings.internal_partitions,
-                replication_factor=min(3, brokers),
+                replication_factor=replication,
                 topic_configs={} if settings.embedded else {"cleanup.policy": "compact"},
             )
             for table in FAUST_TABLES
@@ -136,7 +142,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=1 if settings.embedded else -1,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.internal_partitions,
-        topic_replication_factor=1,
+        # Faust's own topics (changelogs are pre-created above with the same factor)
+        topic_replication_factor=settings.changelog_replication_factor or 1,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -212,6 +219,11 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cached_domains(app: faust.App, revoked: Any, **_: Any) -> None:
         handler.forget()  # the table is the truth; a domain that comes back reloads from it
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def drop_moved_domains(app: faust.App, assigned: Any, **_: Any) -> None:
+        # per-domain gauges of domains another worker plans now would go stale here
+        handler.retain({tp.partition for tp in assigned if tp.topic == internal_topic})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def stop_ingest(app: faust.App, **_: Any) -> None:
