@@ -389,6 +389,7 @@ def event_lanes(
     markers for events (▲ up, ▼ down, ● other) with their text and a tooltip."""
     height = PAD_T + PAD_B + lane_height * max(1, len(lanes))
     frame = _Frame(times, 1.0, height)
+    frame.x0 = max(PAD_L, 10 + 7 * max((len(lane.label) for lane in lanes), default=0))
     points = sum(len(lane.markers) for lane in lanes)
     out = [_open(name, height, points, title), *frame._time_ticks()]
     for k, lane in enumerate(lanes):
@@ -404,6 +405,7 @@ def event_lanes(
         if levels:
             peak = _nice_max(max(levels)) or 1.0
             sub = _Frame(times, peak, height)
+            sub.x0 = frame.x0
             sub.y0, sub.y1 = int(top + lane_height - 4), int(top + 6)
             out.append(
                 f"<path d='{_path(sub, lane.level, step=True)}' fill='none' stroke='#9aa4b1' "
