@@ -7,6 +7,7 @@ back to). What Kafka and Faust do on a takeover is covered by tests/test_worker_
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -55,14 +56,19 @@ class Fakes:
 
     async def read_gap(
         self, partition: int, start: int, end: int
-    ) -> list[tuple[int, bytes | None, bytes | None]]:
+    ) -> AsyncIterator[tuple[int, bytes | None, bytes | None]]:
         self.reads.append((partition, start, end))
         if isinstance(self._gap, Exception):
             raise self._gap
-        if self._gap is not None:
-            records: list[tuple[int, bytes | None, bytes | None]] = self._gap(start, end)
-            return records
-        return [(o, DOMAIN.encode(), encode_batch([])) for o in range(start, end)]
+        records = (
+            self._gap(start, end)
+            if self._gap is not None
+            else [(o, DOMAIN.encode(), encode_batch([])) for o in range(start, end)]
+        )
+        for record in records:
+            if isinstance(record, Exception):  # the read fails after what came before
+                raise record
+            yield record
 
     def handler(
         self, *, read_gap: bool = True, earliest: bool = True, real_handle: bool = False
@@ -190,6 +196,19 @@ async def test_a_later_offset_seeks_back_when_the_gap_cannot_be_read() -> None:
     assert await deliver(handler, 3)
     assert await deliver(handler, 4)
     assert fakes.position() == 5
+
+
+async def test_a_gap_read_failing_halfway_seeks_back_to_what_it_did_not_apply() -> None:
+    fakes = Fakes(
+        position=3,
+        gap=lambda start, end: [(3, DOMAIN.encode(), encode_batch([])), TimeoutError("stuck")],
+    )
+    handler = fakes.handler()
+    assert not await deliver(handler, 6)
+    assert fakes.handled == [(DOMAIN, 3)]
+    assert fakes.position() == 4
+    assert fakes.seeks == [(P, 4)]
+    assert handler.gaps_filled == 0
 
 
 async def test_the_fallback_seeks_again_after_the_retry_interval(

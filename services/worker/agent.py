@@ -10,7 +10,7 @@ import base64
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -61,8 +61,8 @@ log = structlog.get_logger(__name__)
 #: Fallback only (the gap could not be read directly): after a seek, internal messages past the
 #: gap still buffered in the stream are skipped without seeking again for this long.
 REWIND_RETRY_S = 1.0
-#: How long reading a gap of the internal topic directly may take before giving up (then the
-#: fallback seek is used).
+#: How long reading a gap of the internal topic directly may go without progress before giving
+#: up (then the fallback seek is used, from what was applied so far).
 GAP_READ_TIMEOUT_S = 30.0
 
 
@@ -168,9 +168,10 @@ class OutputSender:
 Rewind = Callable[[int, int], Awaitable[None]]
 #: The earliest offset still on the internal topic's partition.
 Earliest = Callable[[int], Awaitable[int]]
-#: The records (offset, key, value) of the internal topic's partition in [start, end), read
-#: straight from the broker; raises if it cannot read up to ``end``.
-ReadGap = Callable[[int, int, int], Awaitable[list[tuple[int, bytes | None, bytes | None]]]]
+#: The records (offset, key, value) of the internal topic's partition in [start, end), in order,
+#: read straight from the broker; raises if it cannot read up to ``end``.
+GapRecord = tuple[int, bytes | None, bytes | None]
+ReadGap = Callable[[int, int, int], AsyncIterator[GapRecord]]
 
 
 class GapReader:
@@ -191,29 +192,28 @@ class GapReader:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    async def __call__(
-        self, partition: int, start: int, end: int
-    ) -> list[tuple[int, bytes | None, bytes | None]]:
+    async def __call__(self, partition: int, start: int, end: int) -> AsyncIterator[GapRecord]:
         tp = TopicPartition(self._topic, partition)
         consumer = AIOKafkaConsumer(**self._settings.consumer_options(None))
         await consumer.start()
         try:
             consumer.assign([tp])
             consumer.seek(tp, start)
-            out: list[tuple[int, bytes | None, bytes | None]] = []
             deadline = time.monotonic() + self._timeout_s
             while await consumer.position(tp) < end:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"read {self._topic}[{partition}] {start}..{end}: "
-                        f"stuck at {await consumer.position(tp)}"
+                        f"read {self._topic}[{partition}] {start}..{end}: no progress for "
+                        f"{self._timeout_s:g} s at {await consumer.position(tp)}"
                     )
                 batch = await consumer.getmany(tp, timeout_ms=500)
-                for record in batch.get(tp, ()):
+                records = batch.get(tp, ())
+                if records:
+                    deadline = time.monotonic() + self._timeout_s
+                for record in records:
                     if record.offset >= end:
-                        return out
-                    out.append((record.offset, record.key, record.value))
-            return out
+                        return
+                    yield record.offset, record.key, record.value
         finally:
             await consumer.stop()
 
@@ -343,9 +343,11 @@ class DomainHandler:
             if offset <= expected:
                 self._rewinding.pop(partition, None)
                 return True
-        if self._read_gap is not None and await self._fill(partition, expected, offset):
-            self._rewinding.pop(partition, None)
-            return True
+        if self._read_gap is not None:
+            if await self._fill(partition, expected, offset):
+                self._rewinding.pop(partition, None)
+                return True
+            expected = self._next[partition]  # as far as the gap was applied
         self.skipped += 1
         now = time.monotonic()
         last = self._rewinding.get(partition)
@@ -358,16 +360,21 @@ class DomainHandler:
 
     async def _fill(self, partition: int, start: int, end: int) -> bool:
         """Read the messages ``start``..``end`` - 1 of the partition from the broker and
-        apply them; False (nothing applied) if they cannot be read."""
+        apply them as they come; False if they could not all be read (what was applied is
+        recorded: the position moved on that far)."""
         assert self._read_gap is not None
+        applied = 0
         try:
-            missing = await self._read_gap(partition, start, end)
+            async for offset, key, value in self._read_gap(partition, start, end):
+                await self._apply_message(key, value, partition, offset)
+                applied += 1
         except Exception as exc:
             log.warning(
                 "domain.inputs_gap_read_failed",
                 partition=partition,
                 expected=start,
                 got=end,
+                applied=applied,
                 error=f"{type(exc).__name__}: {exc}",
             )
             return False
@@ -376,11 +383,9 @@ class DomainHandler:
             partition=partition,
             expected=start,
             got=end,
-            messages=len(missing),
+            messages=applied,
         )
         self.gaps_filled += 1
-        for offset, key, value in missing:
-            await self._apply_message(key, value, partition, offset)
         self._next[partition] = end
         return True
 
