@@ -64,14 +64,16 @@ INGEST_HELD = Gauge(
 
 #: Records per fetch: large enough that per-batch costs vanish, small enough that one batch's
 #: validation does not stall the event loop (heartbeats, the web views) for long.
-MAX_RECORDS = 20_000
+MAX_RECORDS = 10_000
 #: Bytes per partition per fetch (compressed). The service default (16 MB) lets one fetch
 #: return a partition's whole history while the others wait; a little (the broker still sends
 #: at least one whole producer batch) keeps partitions in step, which the aligner needs.
 PARTITION_FETCH_BYTES = 128 * 1024
 FETCH_BYTES = 8 * 1024 * 1024
-#: A partition holding more than this many events is paused until the others catch up.
-PAUSE_ABOVE = 10_000
+#: A partition holding more than this many events is paused until the others catch up. Held
+#: events are validated models (~1-2 kB each): at 10,000 the ingest process peaked at ~250 MB
+#: in bench/pipeline.py, at 2,000 (and 10,000 records a fetch) at ~190 MB, no slower.
+PAUSE_ABOVE = 2_000
 #: Forwarded batches whose acks are still outstanding before the loop waits for the oldest.
 MAX_IN_FLIGHT = 4
 #: When fetches come back empty for this long while some partition still claims to be behind,
