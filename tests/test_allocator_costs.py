@@ -24,6 +24,7 @@ from allocator import (
     WorkStream,
     solve,
 )
+from allocator.checks import check_plan
 from allocator.demand import stream_requirements
 from allocator.policies import GreedyPolicy
 
@@ -111,3 +112,5 @@ def test_uncertain_demand_buys_at_least_the_certain_cover() -> None:
     covered = [sum(a.fte for a in p.assignments) for p in (certain, risky)]
     assert covered[1] >= covered[0] - 1e-6
     assert covered[1] > covered[0], "the risk of a busier hour is worth some cover here"
+    risky_problem = _problem(dataclasses.replace(policy, demand_cv=0.3), fte=2.0)
+    assert check_plan(risky_problem, risky) == []
