@@ -366,9 +366,9 @@ def _check_service_and_costs(
                 out.append(
                     Violation("service", stream.id, t, f"required {row.required_fte} != {need}")
                 )
-            cap = req.cap(t)  # = need, unless demand is uncertain (Policy.demand_cv)
-            if staffed > cap + TOL * max(1.0, cap):
-                out.append(Violation("service", stream.id, t, f"staffed {staffed} > need {cap}"))
+            most = req.cap(t)  # = need, unless demand is uncertain (Policy.demand_cv)
+            if staffed > most + TOL * max(1.0, most):
+                out.append(Violation("service", stream.id, t, f"staffed {staffed} > need {most}"))
             if abs(row.unmet_fte - max(0.0, need - staffed)) > TOL * max(1.0, need):
                 out.append(Violation("unmet_demand", stream.id, t, f"unmet {row.unmet_fte} wrong"))
             unmet_total += max(0.0, need - staffed)

@@ -141,7 +141,8 @@ class StreamService:
 
 @dataclass(frozen=True, slots=True)
 class SolverStats:
-    """How the plan was found. ``gap`` is relative: (objective − bound) / |objective|."""
+    """How the plan was found. ``gap`` is relative to the cost the plan can change:
+    (objective − bound) / |objective − fixed roster cost| (``Policy.internal_cost``)."""
 
     backend: str
     status: SolveStatus

@@ -11,7 +11,8 @@ Erlang A), projects with resolve-within SLAs and business-hours work; restricted
 streams, allowed regions and certifications; internal teams on day-heavy rosters covering
 roughly half of the peak; providers offshore (cheap) and onshore (certified, dearer) with
 tiered rates, min/max FTE, blocks, lead times and notice; committed levels with pending
-changes; one suspended provider; a vendor-concentration cap and a budget.
+changes; one suspended provider; a vendor-concentration cap and a budget; in-house hours priced
+as assigned (``Policy.internal_cost="assigned"``: idle staff have other paid work).
 
 ``binding_contracts=True`` makes the contract terms shape the answer: big blocks, real minimums,
 volume-discount tiers and day-long lead times, so a planner that ignores them pays for it.
@@ -296,13 +297,15 @@ def generate(
     active = sum(p.active for p in providers)
     cap = 1.0 if active <= 1 else min(1.0, max(0.35, 2.5 / active))
     total_fte_hours = float(load_by_skill.sum())
-    # The roster is paid whatever the plan does (Policy.internal_cost "rostered"); the budget
-    # is that plus an outsourcing allowance of about a third of the load at offshore rates.
-    roster_cost = sum(t.cost_per_hour * sum(t.fte_available) for t in teams)
+    # In-house hours have other paid work to go to (Policy.internal_cost "assigned"): each one
+    # used here costs its wage, so in-house vs outsourced is a real trade-off in every period
+    # and the contract terms bind (the benchmark's point). Under "rostered" the teams' idle
+    # time is free, providers only fill what the teams cannot, and the instance is another one.
     policy = Policy(
+        internal_cost="assigned",
         core_in_house_share=0.6,
         vendor_concentration_cap=round(cap, 3),
-        budget_cap=round(roster_cost + total_fte_hours * 20.0, 0),
+        budget_cap=round(total_fte_hours * 60.0, 0),
         churn_cost_per_fte=25.0,
         sla_penalty_per_contact=150.0,
         unmet_work_penalty_per_hour=150.0,

@@ -292,6 +292,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     are valid bounds for it.
     """
     lp = built.lp
+    fixed = fixed_cost(built)
     start = time.perf_counter()
     deadline = start + opts.time_limit_s
     rows = [r for r in range(lp.num_rows) if not lp.lazy[r]]
@@ -345,7 +346,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 dec = decompose(lp, rows)
                 lag: LagrangeResult | None = None
                 far = not rounded.has_solution or (
-                    _gap(rounded.objective, bound) > opts.relative_gap
+                    _gap(rounded.objective, bound, fixed) > opts.relative_gap
                 )
                 big = lp.num_integer >= DECOMPOSE_MIN_INTEGERS
                 if relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S and far and big:
@@ -353,7 +354,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                     stages.append(line)
                 if rounded.has_solution:
                     best = rounded
-                    if big and _gap(best.objective, bound) > opts.relative_gap:
+                    if big and _gap(best.objective, bound, fixed) > opts.relative_gap:
                         best, line = _neighbourhood(built, dec, best, lag, opts, deadline)
                         stages.append(line)
                     searched = _search(built, rlb, rub, best, deadline, mip) if big else None
@@ -361,9 +362,14 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                         stages.append(searched[1])
                         if searched[0].objective < best.objective:
                             best = searched[0]
-        if best is None or _gap(best.objective, bound) > opts.relative_gap:
+        if best is None or _gap(best.objective, bound, fixed) > opts.relative_gap:
             hint = best.values if best is not None else None
-            full = mip(time_limit_s=left(), hint=hint)
+            # The back-end's gap is relative to its whole objective; scale the target so it
+            # means the same share of the cost the plan can change (see _gap).
+            share = 1.0
+            if best is not None and abs(best.objective) > 1e-9:
+                share = max(0.0, min(1.0, abs(best.objective - fixed) / abs(best.objective)))
+            full = mip(time_limit_s=left(), hint=hint, relative_gap=opts.relative_gap * share)
             stages.append(_stage("mip", full))
             if full.has_solution and (best is None or full.objective <= best.objective):
                 best = full
@@ -382,7 +388,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
             f"(time limit {opts.time_limit_s}s; stages {', '.join(stages)})"
         )
     bound = min(bound, best.objective)
-    gap = _gap(best.objective, bound)
+    gap = _gap(best.objective, bound, fixed)
     status = "optimal" if gap <= max(opts.relative_gap, 1e-9) else "feasible"
     return Outcome(
         with_aux(built, best.values), best.objective, bound, status, elapsed, stages, rows
@@ -443,7 +449,8 @@ def _neighbourhood(
     their priced cost is above their bound.
     """
     share = deadline - time.perf_counter()
-    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(best.objective)
+    fixed = fixed_cost(built)
+    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(best.objective - fixed)
     res = improve(
         built.lp,
         dec,
@@ -493,7 +500,8 @@ def _lagrange(
     needs. (The blocks' own integer levels were tried as a plan and were worse than the
     rounded LP: M 1,148k vs 1,143k with every block closed, far worse when blocks stop early.)
     """
-    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective)
+    fixed = fixed_cost(built)
+    gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective - fixed)
     lag = lagrangian_bound(
         built.lp,
         dec,
@@ -516,10 +524,21 @@ def _stage(name: str, res: LpResult) -> str:
     return f"{name}:{res.status}:{obj}:{res.wall_time_s:.2f}s"
 
 
-def _gap(objective: float, bound: float) -> float:
+def fixed_cost(built: Built) -> float:
+    """The part of every plan's cost no decision changes: the paid roster (rostered mode)."""
+    return built.const_costs.get("internal", 0.0)
+
+
+def _gap(objective: float, bound: float, fixed: float = 0.0) -> float:
+    """Relative gap of the cost the plan can change: ``(obj − bound) / |obj − fixed|``.
+
+    Why not of the whole objective: with the roster paid whatever the plan does (M: 1.74M of a
+    1.9M objective), a gap over the whole cost would call a plan 10 % off on everything it
+    decides "within 1 %".
+    """
     if not math.isfinite(bound):
         return math.inf
-    return max(0.0, objective - bound) / max(abs(objective), 1e-9)
+    return max(0.0, objective - bound) / max(abs(objective - fixed), 1e-9)
 
 
 def _activate(lp: LinearProgram, rows: list[int], waiting: list[int], broken: list[int]) -> None:
@@ -586,7 +605,7 @@ def _stats(
 ) -> SolverStats:
     obj = res.objective
     bound = min(res.best_bound, obj)
-    gap = abs(obj - bound) / max(abs(obj), 1e-9)
+    gap = _gap(obj, bound, fixed_cost(built))
     return SolverStats(
         backend=backend,
         status="optimal" if res.status == "optimal" else "feasible",
