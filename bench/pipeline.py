@@ -15,18 +15,28 @@ One run:
    ``deploy/kafka/local-kafka.sh`` in a state dir of its own, stopped at the end.
 2. An M-size domain (50 queues, 8 teams, 12 providers; catalogue shaped by
    :func:`allocator.synthetic.generate`) and N ``TicketVolumeObserved`` events of hourly
-   intervals with the generator's daily/weekly arrival profile, pre-loaded under a fresh topic
-   prefix (key = queue id, 12 partitions as in the contract).
+   intervals with the generator's daily/weekly arrival profile, then two more hours of every
+   queue (the *frontier*), pre-loaded under a fresh topic prefix (key = queue id, 12 partitions
+   as in the contract). The domain core applies an event only once the watermark (newest event
+   time) is past its release time (event time + allowed lateness, 60 min); the frontier moves
+   it past every history event, so the whole history is applied during ingest. The catalogue
+   comes later (step 4): the history is a back-fill before the domain is configured, so ingest
+   measures ingest, not one plan per hour of history.
 3. (a) a raw aiokafka consumer reads the ticket-volume topic end to end (no decoding: the
    broker + client ceiling); (b) a ``flexforce worker`` subprocess consumes the same events:
-   from its first non-empty fetch (reported on ``/metrics``) to the moment ``/ready`` reports
-   every event handled by the domain agent; (c) b / a; (d) the worker's peak RSS (``VmHWM``).
-4. (e) with the worker caught up: K trials, each publishing one hour of observations for all
-   50 queues, one of them surging. The hour's events close the previous hour (allowed lateness
-   60 min), whose surge moves the forecast, which triggers a plan, which sends capacity
-   requests. Latency = from the first send of the closing hour to the first
-   ``CapacityRequested`` on any ``providers.<id>.capacity-requests`` topic (its broker
-   timestamp, as set by the worker's producer). Trials without a request are counted.
+   from its ingest stage's first non-empty fetch (reported on ``/metrics``) to the moment
+   ``/ready`` reports every event taken in by the domain agent, checked on ``/domains``: every
+   history event applied; (c) b / a; (d) peak RSS (``VmHWM``) of the worker process and of its
+   children (the ingest process, the planner process, multiprocessing's resource tracker).
+4. (e) with the worker caught up: the catalogue, then K trials (after two warm-up ones), each
+   publishing one hour of observations of all 50 queues, five of them surging (x8). A trial's
+   events move the watermark past the close of an interval (end + grace + lateness = 2 h
+   after its end; the surge of two trials earlier), which triggers a plan at that point of
+   event time, which sends capacity requests for what changed. Latency = from the first send
+   of the trial's hour to the first ``CapacityRequested`` of that plan (matched by event time)
+   on any ``providers.<id>.capacity-requests`` topic, by its broker timestamp (set by the
+   worker's producer); also to the ``AllocationPlanned``. A plan that changes no provider
+   level asks for nothing: such trials are counted and only enter the plan latency.
 """
 
 from __future__ import annotations
@@ -88,7 +98,10 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)
 DOMAIN = "bench-m"
 SOURCE = "urn:flexforce:bench"
 #: The surge of a trial queue: this many times its usual hourly arrivals.
-SURGE = 4.0
+SURGE = 8.0
+#: Queues surging in each trial hour: with one, some hours' plans changed no provider level
+#: (no capacity request to time); with five, every trial's plan asks some provider for more.
+SURGE_QUEUES = 5
 
 
 @dataclass
@@ -223,15 +236,16 @@ class MDomain:
         return self.volumes(self.hours, 2, seed=98)
 
     def trial(self, k: int) -> list[TicketVolumeObserved]:
-        """Trial ``k``: hour ``hours + 2 + k`` (after the frontier), one queue surging.
+        """Trial ``k``: hour ``hours + 2 + k`` (after the frontier), five queues surging.
 
         Its events move the watermark past the close of interval ``hours + k`` (interval end +
         grace + lateness = 2 h after the end), which triggers a plan at that close in event
         time: :meth:`plan_time`. Trials 0 and 1 are warm-up: the catalogue (event time just
         after the frontier) becomes final in trial 1, which plans the domain for the first time.
         """
-        qid = self.queue_ids[(k * 7) % len(self.queue_ids)]
-        return self.volumes(self.hours + 2 + k, 1, seed=99, surge={qid: SURGE})
+        n = len(self.queue_ids)
+        surging = {self.queue_ids[(k * 7 + j * 11) % n]: SURGE for j in range(SURGE_QUEUES)}
+        return self.volumes(self.hours + 2 + k, 1, seed=99, surge=surging)
 
     def plan_time(self, k: int) -> datetime:
         """Event time of the plan trial ``k`` triggers (the close of interval ``hours + k``)."""
@@ -769,7 +783,13 @@ def report(r: dict[str, Any]) -> str:
             "trigger → capacity request p50 / p99",
             f"{pct(lat)} ({len(trials)} trials, {missed} without request)",
             "p99 ≤ 2 s",
-            ok(bool(lat) and p99 <= 2.0 and missed == 0),
+            # every trial planned, in time, and the requests there were in time
+            ok(
+                bool(lat)
+                and p99 <= 2.0
+                and len(plan_lat) == len(trials)
+                and percentile(plan_lat, 99) <= 2.0
+            ),
         ),
         (
             "trigger → plan p50 / p99",

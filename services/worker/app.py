@@ -201,6 +201,10 @@ def create_app(settings: Settings) -> faust.App:
             await handler.on_message(event.key, event.value, message.partition, message.offset)
 
     @app.task  # type: ignore[untyped-decorator]
+    async def warm_planner() -> None:
+        await planner.warm()  # the first plan should not wait for a process start
+
+    @app.task  # type: ignore[untyped-decorator]
     async def run_ingest() -> None:
         # Supervised: an error in the stage (a rebalance race, a broker hiccup) would otherwise
         # crash the whole app and take the domain agent down with it. Restarting the stage is

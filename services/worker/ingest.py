@@ -70,6 +70,11 @@ MAX_RECORDS = 10_000
 #: at least one whole producer batch) keeps partitions in step, which the aligner needs.
 PARTITION_FETCH_BYTES = 128 * 1024
 FETCH_BYTES = 8 * 1024 * 1024
+#: How long the broker may hold a fetch with nothing new (aiokafka's default is 500 ms). A
+#: partition with fetched records still waiting is left out of the next fetch request; if that
+#: request has only idle partitions, the partition is not fetched again until it returns (see
+#: services/worker/faust_tuning.py): a short wait keeps a live event's path short.
+FETCH_MAX_WAIT_MS = 50
 #: A partition holding more than this many events is paused until the others catch up. Held
 #: events are validated models (~1-2 kB each): at 10,000 the ingest process peaked at ~250 MB
 #: in bench/pipeline.py, at 2,000 (and 10,000 records a fetch) at ~190 MB, no slower.
@@ -296,6 +301,7 @@ class IngestStage:
         options = settings.consumer_options(self._group_id) | {
             "max_partition_fetch_bytes": PARTITION_FETCH_BYTES,
             "fetch_max_bytes": FETCH_BYTES,
+            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         }
         consumer = AIOKafkaConsumer(**options)
         # Uncompressed: the internal topic is written and read by the worker fleet itself, the

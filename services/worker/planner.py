@@ -48,6 +48,10 @@ def _plan_in_child(policy_name: str, time_limit_s: float, problem: AllocationPro
     return make_policy(policy_name, time_limit_s).plan(problem)
 
 
+def _warm_in_child(policy_name: str, time_limit_s: float) -> None:
+    make_policy(policy_name, time_limit_s)  # imports the allocator (and OR-Tools) once
+
+
 class PlanningTimeout(TimeoutError):
     """The solver did not return within its deadline."""
 
@@ -66,6 +70,17 @@ class Planner:
             # spawn: a forked child would inherit Kafka sockets and the event loop's threads.
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         return self._pool
+
+    async def warm(self) -> None:
+        """Start the child process and import the allocator in it now, so that the first plan
+        does not pay for it (measured 1-3 s on a loaded 2-core machine: spawn, imports)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._executor(), _warm_in_child, self._policy, self._time_limit_s
+            )
+        except Exception:  # best effort: the first plan starts (and reports) a broken pool
+            self._restart()
 
     async def plan(self, problem: AllocationProblem) -> Plan:
         """Solve ``problem``; raise :class:`PlanningTimeout` past the deadline."""
