@@ -61,6 +61,8 @@ def register_views(
             "input_gaps_filled": handler.gaps_filled,
             "input_rewinds": handler.rewinds,
             "inputs_skipped": handler.skipped,
+            # event-time heartbeats from ingest applied (idle domains, docs/worker.md)
+            "heartbeats": handler.heartbeats,
             "ingest_forwarded": ingest.forwarded,
             "partitions": internal_partitions(),
         }
