@@ -208,6 +208,35 @@ def tail(
     asyncio.run(run())
 
 
+@app.command()
+def explain(
+    ident: Annotated[str, typer.Argument(metavar="PLAN_ID|REQUEST_ID", help="Plan or request id.")],
+    domain: Annotated[str | None, typer.Option(help="Only this planning domain.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    profile: Profile = None,
+) -> None:
+    """Why a plan is what it is: costs, solver, inputs, binding constraints, marginal values,
+    relaxations, its decisions and the capacity requests it sent (with their answers). A
+    request id explains the plan that sent it. Read from the topics; exit 1 if not found."""
+    from services import explain as ex
+
+    settings = _settings(bootstrap, prefix, profile)
+    try:
+        data = ex.explain(settings, ident, domain)
+    except ex.ExplainError as exc:
+        if json_out:
+            typer.echo(json.dumps({"query": ident, "error": str(exc)}))
+        else:
+            console.print(f"[red]not found:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    if json_out:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        ex.render(data, console)
+
+
 async def _quickstart(settings: Settings, path: Path) -> tuple[list[Delivered], list[DeadLetter]]:
     """Publish a file as written, then validate everything on the broker like a worker would."""
     await ensure_topics(settings, deployment_topics(["acme-outsourcing"]), partitions=1)
