@@ -470,7 +470,7 @@ def _write_demo_report(
         f"Broker: {broker}; topics prefixed 'demo.' with one partition each.",
         "Worker: `flexforce worker` in a child process (batched ingest, domain agent, "
         "optimiser in its solver process), planning with its own settings: the scenario's "
-        "planning block mapped to FLEXFORCE_*, default policy weights.",
+        "planning block and policy weights mapped to FLEXFORCE_*.",
         "Simulators (the demo process): operations (real 15-minute bank calls with the "
         "backlog left), providers (answering the worker's capacity requests per their "
         "behaviour) and the service-outcome model that scored this report.",

@@ -55,6 +55,44 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
     planning_policy: str = Field("optimiser", pattern="^(optimiser|greedy|static)$")
+    policy_sla_penalty_per_contact: float = Field(
+        10.0, ge=0, description="Price of a contact not answered within target."
+    )
+    policy_unmet_work_penalty_per_hour: float = Field(
+        200.0, ge=0, description="Price of an hour of project work left undone."
+    )
+    policy_churn_cost_per_fte: float = Field(
+        0.0, ge=0, description="Paid per FTE of every provider level change."
+    )
+    policy_quality_penalty_per_fte_hour: float = Field(
+        0.0, ge=0, description="Times (1 - quality score) per provider FTE-hour."
+    )
+    policy_core_in_house_share: float = Field(
+        0.0, ge=0, le=1, description="Core streams: in-house share of their cover, at least."
+    )
+    policy_vendor_concentration_cap: float = Field(
+        1.0, gt=0, le=1, description="Most any provider may hold of all outsourced FTE-hours."
+    )
+    policy_budget_cap: float | None = Field(
+        None, ge=0, description="Spend cap per horizon (overrun is priced and reported)."
+    )
+    policy_max_occupancy: float = Field(0.85, gt=0, le=1, description="Erlang occupancy cap.")
+    policy_level_change_hours: float = Field(
+        8.0, ge=0, description="Provider levels change only every this many hours."
+    )
+    policy_internal_cost: str = Field(
+        "rostered",
+        pattern="^(rostered|assigned)$",
+        description="rostered: teams are paid for their roster (idle time is free); "
+        "assigned: each assigned in-house hour costs its wage.",
+    )
+    policy_demand_cv: float = Field(
+        0.3,
+        ge=0,
+        le=2,
+        description="Spread of arrivals around the forecast the optimiser prices "
+        "(measured hourly forecast WAPE: 0.34-0.69).",
+    )
     allowed_lateness_minutes: int = Field(60, ge=0)
     control_lateness_minutes: int | None = Field(
         None, ge=0, description="Lateness of catalogue events and provider answers (default: same)."

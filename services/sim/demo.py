@@ -23,8 +23,8 @@ history before the lead-in is a back-fill (the worker plans through it with in-h
 only: the provider contracts are published when the lead-in starts, so no request is made for
 the past); requests are received at the end of the round they were made in (≤ 45 minutes later
 than in process); the worker plans with its own settings (``FLEXFORCE_*``: the scenario's
-planning block is mapped onto them, its policy weights are not — the worker uses the default
-weights; the outcome is priced with the scenario's).
+planning block and policy weights are mapped onto them, so it plans with the prices the
+outcome is scored with).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ from services.kafka import (
 )
 from services.sim.controllers import Stats
 from services.sim.demand import load_demand
-from services.sim.loop import LoopResult, build_world, project_work
+from services.sim.loop import LoopResult, allocator_policy, build_world, project_work
 from services.sim.scenario import Scenario
 from services.sim.timeline import Recorder, Timeline, new_timeline
 
@@ -120,6 +120,23 @@ def worker_env(scenario: Scenario, solver_time_limit_s: float | None = None) -> 
         "FLEXFORCE_INTERNAL_PARTITIONS": "1",
         "FLEXFORCE_SOURCE": f"urn:flexforce:demo:{scenario.name}",
     }
+    # The scenario's prices: the worker plans with what the outcome is scored with.
+    policy = allocator_policy(scenario)
+    for name in (
+        "sla_penalty_per_contact",
+        "unmet_work_penalty_per_hour",
+        "churn_cost_per_fte",
+        "quality_penalty_per_fte_hour",
+        "core_in_house_share",
+        "vendor_concentration_cap",
+        "max_occupancy",
+        "level_change_hours",
+        "internal_cost",
+        "demand_cv",
+    ):
+        env[f"FLEXFORCE_POLICY_{name.upper()}"] = str(getattr(policy, name))
+    if policy.budget_cap is not None:
+        env["FLEXFORCE_POLICY_BUDGET_CAP"] = str(policy.budget_cap)
     return env
 
 

@@ -11,14 +11,15 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TableT
 
-from allocator import Plan
+from allocator import Plan, Policy
+from allocator.domain import InternalCost
 from schemas import (
     AllocationPlanned,
     CapacityRequested,
@@ -88,9 +89,27 @@ def inputs_key(partition: int) -> bytes:
     return b"\x00inputs:" + str(partition).encode()
 
 
+def planner_policy(settings: Settings) -> Policy:
+    """The allocator's business policy, from the ``FLEXFORCE_POLICY_*`` settings."""
+    return Policy(
+        core_in_house_share=settings.policy_core_in_house_share,
+        vendor_concentration_cap=settings.policy_vendor_concentration_cap,
+        budget_cap=settings.policy_budget_cap,
+        churn_cost_per_fte=settings.policy_churn_cost_per_fte,
+        sla_penalty_per_contact=settings.policy_sla_penalty_per_contact,
+        unmet_work_penalty_per_hour=settings.policy_unmet_work_penalty_per_hour,
+        quality_penalty_per_fte_hour=settings.policy_quality_penalty_per_fte_hour,
+        max_occupancy=settings.policy_max_occupancy,
+        level_change_hours=settings.policy_level_change_hours,
+        internal_cost=cast(InternalCost, settings.policy_internal_cost),
+        demand_cv=settings.policy_demand_cv,
+    )
+
+
 def planner_config(settings: Settings) -> PlannerConfig:
     """The pure core's configuration, from the service settings."""
     return PlannerConfig(
+        policy=planner_policy(settings),
         period_minutes=settings.period_minutes,
         horizon_periods=settings.horizon_periods,
         allowed_lateness_minutes=settings.allowed_lateness_minutes,
