@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     solver_time_limit_s: float = Field(10.0, gt=0, le=3600)
     planning_policy: str = Field("optimiser", pattern="^(optimiser|greedy|static)$")
+    provider_keys_file: Path | None = Field(
+        None,
+        description="File of `provider_id=secret` lines: the HMAC keys providers sign their "
+        "responses with (a keyed provider's unsigned or forged answer is refused).",
+    )
     policy_sla_penalty_per_contact: float = Field(
         10.0, ge=0, description="Price of a contact not answered within target."
     )
@@ -161,6 +166,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} {path} does not exist or is not a file")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile (mTLS) must be given together")
+        if self.provider_keys_file is not None:
+            self.provider_keys()  # a bad file fails at start, with its line
         if self.exactly_once:
             raise ValueError(
                 "exactly_once is not supported: Faust's transactions (faust-streaming 0.15.3) "
@@ -172,6 +179,31 @@ class Settings(BaseSettings):
                 "ids, so consumers drop repeats by id (see docs/worker.md)"
             )
         return self
+
+    def provider_keys(self) -> dict[str, bytes]:
+        """The providers' HMAC keys from ``provider_keys_file`` (empty without one).
+
+        One ``provider_id=secret`` per line; blank lines and ``#`` comments are skipped. The
+        secrets never reach a log or an error message.
+        """
+        if self.provider_keys_file is None:
+            return {}
+        path = self.provider_keys_file
+        if not path.is_file():
+            raise ValueError(f"provider_keys_file {path} does not exist or is not a file")
+        keys: dict[str, bytes] = {}
+        for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            pid, sep, secret = line.partition("=")
+            pid, secret = pid.strip(), secret.strip()
+            if not sep or not pid or not secret:
+                raise ValueError(f"provider_keys_file {path} line {n}: expected provider_id=secret")
+            if pid in keys:
+                raise ValueError(f"provider_keys_file {path} line {n}: provider {pid!r} twice")
+            keys[pid] = secret.encode("utf-8")
+        return keys
 
     def topic(self, logical: str) -> str:
         """Physical topic name for a logical one."""

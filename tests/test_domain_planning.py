@@ -22,6 +22,7 @@ from schemas import (
     ResponseStatus,
     SourceKind,
 )
+from schemas.signing import sign_response
 from tests.test_domain_support import (
     SKILL,
     T0,
@@ -329,3 +330,43 @@ def test_a_request_never_times_out_at_the_step_it_was_made() -> None:
     assert book.next_timeout(cfg) == now + timedelta(microseconds=1)
     (outcome,) = book.advance(now + timedelta(microseconds=1), cfg)
     assert outcome.status.value == "timeout" and book.next_timeout(cfg) is None
+
+
+def _spiked_with_keys(keys: dict[str, bytes]) -> Driver:
+    d = Driver.new(config(provider_keys=keys))
+    terms: dict[str, Any] = {"lead_h": LEAD_H, "notice_h": NOTICE_H}
+    d.feed([queue(), team(), contract("cheap", 25.0, **terms), contract("pricey", 35.0, **terms)])
+    d.feed_each(hours(0, 24, 10))
+    d.feed_each(hours(24, 29, 200))
+    return d
+
+
+def test_a_keyed_provider_must_sign_its_responses() -> None:
+    key = b"cheap-secret"
+    d = _spiked_with_keys({"cheap": key})
+    first = requests(d.outputs)[0]
+    assert first.provider_id == "cheap"
+    at = now(d)
+    unsigned = respond(first, ResponseStatus.ACCEPTED, event_id="unsigned", at=at)
+    wrong = respond(first, ResponseStatus.ACCEPTED, event_id="wrong", at=at)
+    wrong = wrong.model_copy(update={"signature": sign_response(wrong, b"guessed")})
+    # a signature is bound to its response: copied onto another one it does not verify
+    donor = respond(first, ResponseStatus.REJECTED, event_id="donor", at=at)
+    replayed = respond(first, ResponseStatus.ACCEPTED, event_id="replayed", at=at)
+    replayed = replayed.model_copy(update={"signature": sign_response(donor, key)})
+    out = d.feed([unsigned, wrong, replayed])
+    out += d.settle()
+    refused = {r[0].event.id: (r[1], r[2], r[3]) for r in d.steps[-1].refused}
+    assert set(refused) == {"unsigned", "wrong", "replayed"}
+    assert all(r[:2] == (DeadLetterStage.SECURITY, "ForgedResponse") for r in refused.values())
+    assert "unsigned" in refused["unsigned"][2] and "wrongly signed" in refused["wrong"][2]
+    assert key.decode() not in " ".join(r[2] for r in refused.values()), "no secret in reasons"
+    assert len([e for e in logs(out) if e.level is LogLevel.SECURITY]) == 3
+    assert d.proc.state.providers.requests[first.request_id].status.value == "outstanding"
+    # the provider's own signed answer is applied
+    good = respond(first, ResponseStatus.ACCEPTED, event_id="good", at=now(d))
+    good = good.model_copy(update={"signature": sign_response(good, key)})
+    answer_out = d.feed([good]) + d.settle()
+    assert d.steps[-1].refused == []
+    assert d.proc.state.providers.requests[first.request_id].status.value == "accepted"
+    assert logs(answer_out, "request.accepted")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -53,3 +55,22 @@ def test_gauges_of_a_domain_moved_away_are_removed() -> None:
     assert handler._gauged == {"gauge-stays": 0}
     handler.retain(set())  # and a domain never planned here is no error
     assert _sample("flexforce_planned_cost", "gauge-stays") is None
+
+
+def test_provider_keys_file_is_read_and_checked(tmp_path: Path) -> None:
+    good = tmp_path / "keys"
+    good.write_text("# provider=secret\nacme = s3cret\n\nglobex=other-key\n", encoding="utf-8")
+    settings = Settings(provider_keys_file=good)
+    assert settings.provider_keys() == {"acme": b"s3cret", "globex": b"other-key"}
+    assert Settings().provider_keys() == {}
+    bad = tmp_path / "bad"
+    bad.write_text("acme=s3cret\nglobex\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: expected provider_id=secret") as info:
+        Settings(provider_keys_file=bad)
+    assert "s3cret" not in str(info.value)
+    twice = tmp_path / "twice"
+    twice.write_text("acme=a\nacme=b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'acme' twice"):
+        Settings(provider_keys_file=twice)
+    with pytest.raises(ValueError, match="does not exist"):
+        Settings(provider_keys_file=tmp_path / "missing")

@@ -8,6 +8,7 @@ All durations are *event-time* durations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -89,6 +90,10 @@ class PlannerConfig:
     currency: str = "EUR"
     source: str = "urn:flexforce:planner"
     policy: Policy = field(default_factory=Policy)
+    provider_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    """Per provider id, the HMAC key its responses must be signed with
+    (:mod:`schemas.signing`); a keyed provider's unsigned or wrongly signed response is
+    refused as forged. Providers without a key are trusted by principal (Kafka ACLs)."""
     _d: _Durations = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -59,6 +59,7 @@ from schemas import (
     TeamCapacityUpdated,
     TicketVolumeObserved,
 )
+from schemas.signing import verify_response
 from services.domain.buffer import Inbound, InboundLike, from_us, to_us
 from services.domain.catalogue import CatalogueRejected
 from services.domain.config import PlannerConfig
@@ -358,6 +359,13 @@ class DomainProcessor:
     ) -> Refusal | None:
         st, cfg = self.state, self.config
         try:
+            key = cfg.provider_keys.get(event.provider_id)
+            if key is not None and not verify_response(event, key):
+                raise ForgedResponse(
+                    f"response {event.id} for request {event.request_id} is "
+                    + ("unsigned" if not event.signature else "wrongly signed")
+                    + f" although provider {event.provider_id} signs its responses"
+                )
             outcome = st.providers.respond(event)
         except ForgedResponse as exc:
             result.log.append(

@@ -110,6 +110,7 @@ def planner_config(settings: Settings) -> PlannerConfig:
     """The pure core's configuration, from the service settings."""
     return PlannerConfig(
         policy=planner_policy(settings),
+        provider_keys=settings.provider_keys(),
         period_minutes=settings.period_minutes,
         horizon_periods=settings.horizon_periods,
         allowed_lateness_minutes=settings.allowed_lateness_minutes,
