@@ -550,3 +550,18 @@ def whatif(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def acls(ctx: typer.Context) -> None:
+    """Print (or --apply) the Kafka ACLs that isolate each provider (see docs/security.md).
+
+    Arguments as `python -m services.acls`: PROVIDER_ID... [--prefix P] [--format text|kafka-acls]
+    [--apply --bootstrap HOST:PORT --command-config admin.properties]; --help for details.
+    """
+    from services.acls import main as acls_main
+
+    raise typer.Exit(acls_main(list(ctx.args)))
