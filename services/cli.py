@@ -108,11 +108,19 @@ def topics_create(
     ] = None,
     partitions: Annotated[int | None, typer.Option(help="Override partition counts.")] = None,
 ) -> None:
-    """Create every flexforce topic (idempotent), with per-provider and dead-letter topics."""
+    """Create every flexforce topic (idempotent): the contract's, per-provider and dead-letter
+    topics, and the workers' own (internal hand-over topic, table changelogs), so a cluster
+    with topic auto-creation off is ready before the first worker starts."""
+    from services.worker.app import ensure_worker_topics
+
     settings = _settings(bootstrap, prefix, profile)
     specs = deployment_topics(provider or [])
     created = asyncio.run(ensure_topics(settings, specs, partitions=partitions))
-    console.print(f"{len(created)} topics created, {len(specs) - len(created)} already there")
+    asyncio.run(ensure_worker_topics(settings))
+    console.print(
+        f"{len(created)} topics created, {len(specs) - len(created)} already there "
+        "(and the workers' internal and changelog topics)"
+    )
 
 
 @topics_app.command("list")

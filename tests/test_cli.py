@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from typer.testing import CliRunner
 
 from schemas.topics import ALL_TOPICS
 from schemas.wire import encode
 from services.cli import app
+from services.worker.inbound import INTERNAL_TOPIC
 from tests.samples import sample_events
 
 runner = CliRunner()
@@ -66,11 +69,24 @@ def test_bad_configuration_is_a_clear_error() -> None:
     assert "configuration error" in result.output
 
 
+async def _topic_names(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 @pytest.mark.kafka
 def test_publish_then_tail_through_apache_kafka(kafka_bootstrap: str, topic_prefix: str) -> None:
     common = ["-b", kafka_bootstrap, "--prefix", topic_prefix]
     created = runner.invoke(app, ["topics", "create", *common, "--partitions", "1"])
     assert created.exit_code == 0, created.output
+    names = asyncio.run(_topic_names(kafka_bootstrap))
+    # the workers' own topics too, so a cluster without auto-creation is ready for them
+    assert f"{topic_prefix}{INTERNAL_TOPIC}" in names
+    assert any(n.startswith(topic_prefix) and n.endswith("domain-state-changelog") for n in names)
     sent = runner.invoke(app, ["publish", str(QUICKSTART), "--no-validate", *common])
     assert sent.exit_code == 0, sent.output
     assert "sent 14 record(s); 6 of them invalid" in sent.output
