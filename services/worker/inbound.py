@@ -77,7 +77,16 @@ def _row(item: Inbound) -> list[Any]:
 
 def encode_batch(items: Sequence[Inbound]) -> bytes:
     """Serialise a batch of one domain's events (see the module docstring for the rows)."""
-    rows = [_row(item) for item in items]
+    return encode_rows([_row(item) for item in items])
+
+
+def row(item: Inbound) -> list[Any]:
+    """One event's row of an internal message (a caller may hold rows instead of events)."""
+    return _row(item)
+
+
+def encode_rows(rows: Sequence[list[Any]]) -> bytes:
+    """An internal message of rows made by :func:`row`, in order."""
     return json.dumps({"v": FORMAT_VERSION, "items": rows}, separators=(",", ":")).encode()
 
 
