@@ -321,6 +321,7 @@ async def test_every_input_is_applied_a_duplicate_or_dead_lettered_and_the_views
     )
     assert by_topic["providers.contracts"] == [DeadLetterStage.VALIDATE.value]
     assert by_topic["providers.capacity-responses"] == [DeadLetterStage.SECURITY.value]
+    assert metric_sum(metrics, "flexforce_security_events_total") == len(forged)
     raw = base64.b64encode(b"{not json").decode()
     garbage = next(x for x in letters.values() if x.original_value_b64 == raw)
     assert garbage.reason and garbage.original_key == "sd", "original bytes and the reason"

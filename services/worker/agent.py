@@ -43,6 +43,7 @@ from services.metrics import (
     PLAN_GAP,
     PLAN_SOLVE_SECONDS,
     PLANNED_COST,
+    SECURITY_EVENTS,
     UNMET_DEMAND,
     forget_domain,
 )
@@ -532,6 +533,9 @@ class DomainHandler:
                 inbound = Inbound(item.event, item.topic, item.partition, item.offset)
                 outputs.append(dead_letter_for_event(inbound, stage, error_class, reason))
                 EVENTS_DEAD_LETTERED.labels(item.topic, stage.value, error_class).inc()
+                if error_class == "ForgedResponse":
+                    provider = getattr(item.event, "provider_id", "unknown")
+                    SECURITY_EVENTS.labels(provider).inc()
             if result.duplicates:
                 EVENTS_DUPLICATE.labels(domain).inc(result.duplicates)
             outputs.extend(result.log)
