@@ -25,6 +25,7 @@ from services.kafka import deployment_topics, ensure_topics
 from services.metrics import INGEST_RESTARTS
 from services.worker.agent import DomainHandler, GapReader, OutputSender
 from services.worker.faust_tuning import tune_worker_consumer
+from services.worker.gc_tuning import tune_gc
 from services.worker.inbound import INTERNAL_TOPIC
 from services.worker.ingest import IngestStage
 from services.worker.planner import Planner
@@ -202,6 +203,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def warm_planner() -> None:
+        tune_gc()  # the worker runs: fewer collections of its large, mostly acyclic heap
         await planner.warm()  # the first plan should not wait for a process start
 
     @app.task  # type: ignore[untyped-decorator]

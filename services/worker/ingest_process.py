@@ -37,6 +37,7 @@ import structlog
 
 from services.config import Settings
 from services.metrics import EVENTS_DEAD_LETTERED, EVENTS_IN, INGEST_LAG
+from services.worker.gc_tuning import tune_gc
 from services.worker.ingest import INGEST_FIRST_FETCH, INGEST_HELD, IngestStage
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ def _child_main(
 
     configure_logging(json=json_logs, level=logging.getLevelName(log_level))
     stage = IngestStage(settings, group_id, child_process=False)
+    tune_gc()
     asyncio.run(_child_run(stage, conn))
 
 
