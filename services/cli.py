@@ -347,18 +347,36 @@ def evaluate(
         str, typer.Option("--policy", "-p", help="optimiser|greedy|reactive|static|all")
     ] = "all",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Run the planner policies through Kafka with a real worker each (embedded "
+            "broker unless --bootstrap); reactive, not a worker policy, stays in process.",
+        ),
+    ] = False,
+    bootstrap: Bootstrap = None,
 ) -> None:
-    """Closed-loop evaluation in process: cost, SLA, unmet hours, actions, violations."""
+    """Closed-loop evaluation: cost, SLA, unmet hours, actions, violations.
+
+    In process by default (fast); with --kafka each planner policy runs as `flexforce worker`
+    fed by the simulators through the broker, as in `flexforce demo`.
+    """
     from services.sim import evaluate as ev
     from services.sim.scenario import ScenarioError, load_scenario
 
     try:
         loaded = load_scenario(scenario)
         names = list(ev.POLICIES) if policy == "all" else [policy]
-        with console.status("evaluating") as status:
-            results = ev.evaluate(
-                loaded, names, progress=lambda n, at: status.update(f"{n}: {at:%Y-%m-%d %H:%M}")
-            )
+        if kafka:
+            results = [_evaluate_through_kafka(loaded, name, bootstrap) for name in names]
+        else:
+            with console.status("evaluating") as status:
+                results = ev.evaluate(
+                    loaded,
+                    names,
+                    progress=lambda n, at: status.update(f"{n}: {at:%Y-%m-%d %H:%M}"),
+                )
     except (ScenarioError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -366,6 +384,40 @@ def evaluate(
     if json_out is not None:
         ev.write_json(json_out, loaded, results)
         console.print(f"JSON written to {json_out}")
+
+
+def _evaluate_through_kafka(scenario: Any, name: str, bootstrap: str | None) -> Any:
+    """One policy's closed loop through Kafka with a real worker (reactive: in process)."""
+    from services.sim import demo as dm
+    from services.sim import evaluate as ev
+
+    if name not in ("optimiser", "greedy", "static"):
+        if name not in ev.POLICIES:
+            raise ValueError(f"unknown policy {name!r}")
+        (result,) = ev.evaluate(scenario, [name])
+        result.policy = f"{name} (in process)"
+        return result
+    root = dm.temp_root()
+    embedded = None
+    if bootstrap is None:
+        from services.brokers import EmbeddedBroker
+
+        embedded = EmbeddedBroker()
+        embedded.start()
+        settings = _settings(embedded.bootstrap, f"eval{name}.", ClientProfile.EMBEDDED)
+    else:
+        settings = _settings(bootstrap, f"eval{name}{int(time.time())}.")
+    try:
+        with console.status(f"{name}: closed loop through Kafka"):
+            run = asyncio.run(
+                dm.run_demo(scenario, settings, root, console=console, live=False, policy=name)
+            )
+    except dm.DemoError as exc:
+        raise ValueError(f"{name} through Kafka failed: {exc}") from exc
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return ev._summarise(f"{name} (worker, Kafka)", run.result, run.seconds)
 
 
 DEFAULT_DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "bank-week.yaml"

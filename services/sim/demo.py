@@ -105,11 +105,13 @@ def demo_scenario(
     return scenario.model_copy(update=update)
 
 
-def worker_env(scenario: Scenario, solver_time_limit_s: float | None = None) -> dict[str, str]:
+def worker_env(
+    scenario: Scenario, solver_time_limit_s: float | None = None, policy: str = "optimiser"
+) -> dict[str, str]:
     """The scenario's planning block as the worker's ``FLEXFORCE_*`` settings."""
     p = scenario.planning
     env = {
-        "FLEXFORCE_PLANNING_POLICY": "optimiser",
+        "FLEXFORCE_PLANNING_POLICY": policy,
         "FLEXFORCE_PERIOD_MINUTES": str(p.period_minutes),
         "FLEXFORCE_HORIZON_PERIODS": str(p.horizon_periods),
         "FLEXFORCE_MIN_REPLAN_MINUTES": str(p.min_replan_minutes),
@@ -121,7 +123,7 @@ def worker_env(scenario: Scenario, solver_time_limit_s: float | None = None) -> 
         "FLEXFORCE_SOURCE": f"urn:flexforce:demo:{scenario.name}",
     }
     # The scenario's prices: the worker plans with what the outcome is scored with.
-    policy = allocator_policy(scenario)
+    prices = allocator_policy(scenario)
     for name in (
         "sla_penalty_per_contact",
         "unmet_work_penalty_per_hour",
@@ -134,9 +136,9 @@ def worker_env(scenario: Scenario, solver_time_limit_s: float | None = None) -> 
         "internal_cost",
         "demand_cv",
     ):
-        env[f"FLEXFORCE_POLICY_{name.upper()}"] = str(getattr(policy, name))
-    if policy.budget_cap is not None:
-        env["FLEXFORCE_POLICY_BUDGET_CAP"] = str(policy.budget_cap)
+        env[f"FLEXFORCE_POLICY_{name.upper()}"] = str(getattr(prices, name))
+    if prices.budget_cap is not None:
+        env["FLEXFORCE_POLICY_BUDGET_CAP"] = str(prices.budget_cap)
     return env
 
 
@@ -369,8 +371,10 @@ async def run_demo(
     solver_time_limit_s: float | None = None,
     live: bool = True,
     on_worker: Callable[[WorkerProcess], None] | None = None,
+    policy: str = "optimiser",
 ) -> DemoRun:
-    """Run the closed loop through Kafka (see the module docstring)."""
+    """Run the closed loop through Kafka (see the module docstring); ``policy`` is the
+    worker's ``FLEXFORCE_PLANNING_POLICY`` (optimiser, greedy or static)."""
     sc = scenario
     started = time.perf_counter()
     trace = load_demand(sc)
@@ -385,7 +389,7 @@ async def run_demo(
         settings.topic_prefix,
         settings.client_profile,
         root,
-        worker_env(sc, solver_time_limit_s),
+        worker_env(sc, solver_time_limit_s, policy),
     )
     view = LiveState(sc)
     ctx: Any = (
