@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from ortools.math_opt import model_pb2
 
 from allocator.model.lp import LinearProgram, LpBackend, LpResult, solve_model
 
@@ -152,41 +151,6 @@ def _signed_duals(
     return y, rhs
 
 
-def _block_proto(
-    lp: LinearProgram,
-    block: Block,
-    cost: NDArray[np.float64],
-    lb: NDArray[np.float64],
-    ub: NDArray[np.float64],
-) -> model_pb2.ModelProto:
-    vs = block.vars
-    pos = {int(v): i for i, v in enumerate(vs)}
-    model = model_pb2.ModelProto()
-    var = model.variables
-    var.ids.extend(range(len(vs)))
-    var.lower_bounds.extend(lb[vs].tolist())
-    var.upper_bounds.extend(ub[vs].tolist())
-    var.integers.extend(np.asarray(lp.integer, dtype=bool)[vs].tolist())
-    c = cost[vs]
-    nz = np.flatnonzero(c)
-    model.objective.linear_coefficients.ids.extend(nz.tolist())
-    model.objective.linear_coefficients.values.extend(c[nz].tolist())
-    cons = model.linear_constraints
-    cons.ids.extend(range(len(block.rows)))
-    cons.lower_bounds.extend(lp.row_lo[r] for r in block.rows)
-    cons.upper_bounds.extend(lp.row_hi[r] for r in block.rows)
-    mat = model.linear_constraint_matrix
-    for i, r in enumerate(block.rows):
-        merged: dict[int, float] = {}
-        for v, a in zip(lp.row_idx[r], lp.row_coef[r], strict=True):
-            merged[pos[v]] = merged.get(pos[v], 0.0) + a
-        for j in sorted(merged):
-            mat.row_ids.append(i)
-            mat.column_ids.append(j)
-            mat.coefficients.append(merged[j])
-    return model
-
-
 def lagrangian_bound(
     lp: LinearProgram,
     dec: Decomposition,
@@ -230,7 +194,8 @@ def lagrangian_bound(
         left = deadline - time.perf_counter()
         waiting = max(1, sum(1 for r in results if r is None))
         share = max(0.02, left * min(threads, waiting) / waiting)
-        model = _block_proto(lp, dec.blocks[k], cost, lb, ub)
+        block = dec.blocks[k]
+        model = lp.sub_proto(block.vars, block.rows.tolist(), cost, lb, ub)
         res = solve_model(
             model, backend, time_limit_s=share, relative_gap=0.0, absolute_gap=gap, seed=seed
         )

@@ -200,6 +200,54 @@ class LinearProgram:
         mat.coefficients.extend(coef.tolist())
         return model
 
+    def sub_proto(
+        self,
+        vs: NDArray[np.int64],
+        rows: Sequence[int],
+        cost: NDArray[np.float64],
+        lb: NDArray[np.float64],
+        ub: NDArray[np.float64],
+        at: NDArray[np.float64] | None = None,
+    ) -> model_pb2.ModelProto:
+        """The model over variables ``vs`` (ids ``0..len-1``) and ``rows`` (ids ``0..``).
+
+        Variables of a row that are not in ``vs`` are held at ``at`` and moved into the row's
+        bounds (a neighbourhood of a plan); without ``at`` every row must lie within ``vs``
+        (a decomposition block).
+        """
+        pos = {int(v): i for i, v in enumerate(vs)}
+        model = model_pb2.ModelProto()
+        var = model.variables
+        var.ids.extend(range(len(vs)))
+        var.lower_bounds.extend(lb[vs].tolist())
+        var.upper_bounds.extend(ub[vs].tolist())
+        var.integers.extend(np.asarray(self.integer, dtype=bool)[vs].tolist())
+        c = cost[vs]
+        nz = np.flatnonzero(c)
+        model.objective.linear_coefficients.ids.extend(nz.tolist())
+        model.objective.linear_coefficients.values.extend(c[nz].tolist())
+        cons = model.linear_constraints
+        cons.ids.extend(range(len(rows)))
+        mat = model.linear_constraint_matrix
+        for i, r in enumerate(rows):
+            merged: dict[int, float] = {}
+            held = 0.0
+            for v, a in zip(self.row_idx[r], self.row_coef[r], strict=True):
+                j = pos.get(v)
+                if j is not None:
+                    merged[j] = merged.get(j, 0.0) + a
+                elif at is None:
+                    raise ValueError(f"row {r} reaches outside the sub-model and nothing holds it")
+                else:
+                    held += a * float(at[v])
+            cons.lower_bounds.append(self.row_lo[r] - held)
+            cons.upper_bounds.append(self.row_hi[r] - held)
+            for j in sorted(merged):
+                mat.row_ids.append(i)
+                mat.column_ids.append(j)
+                mat.coefficients.append(merged[j])
+        return model
+
     def solve(
         self,
         backend: LpBackend,
@@ -235,17 +283,24 @@ def solve_model(
     relative_gap: float = 0.0,
     absolute_gap: float = 1e-6,
     seed: int = 0,
+    hint: NDArray[np.float64] | None = None,
 ) -> LpResult:
-    """Solve a ready-made proto (a sub-model built by the caller) with the usual guards.
+    """Solve a ready-made proto (e.g. :meth:`LinearProgram.sub_proto`) with the usual guards.
 
-    Variable and row ids must be ``0..n-1`` and ``0..m-1``: values and duals come back by them.
+    Variable and row ids must be ``0..n-1`` and ``0..m-1``: values and duals come back by them;
+    ``hint`` (by variable id) is a starting solution.
     """
     params = _params(backend, time_limit_s, relative_gap, 1, seed, absolute_gap)
+    model_params = model_parameters_pb2.ModelSolveParametersProto()
+    if hint is not None:
+        h = model_params.solution_hints.add()
+        h.variable_values.ids.extend(range(len(hint)))
+        h.variable_values.values.extend(hint.tolist())
     return _run(
         model,
         backend,
         params,
-        model_parameters_pb2.ModelSolveParametersProto(),
+        model_params,
         time_limit_s,
         len(model.variables.ids),
         len(model.linear_constraints.ids),

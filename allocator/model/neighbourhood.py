@@ -25,10 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from ortools.math_opt import model_parameters_pb2, model_pb2
 
 from allocator.model.lagrange import Decomposition
-from allocator.model.lp import LinearProgram, LpBackend, LpResult, _params, _run
+from allocator.model.lp import LinearProgram, LpBackend, LpResult, solve_model
 
 IMPROVEMENT_TOL = 1e-6
 """Relative objective fall below which a block's answer is not taken (solver noise)."""
@@ -121,47 +120,6 @@ def colour(order: list[int], clash: list[set[int]]) -> list[list[int]]:
     return groups
 
 
-def _proto(
-    lp: LinearProgram,
-    hood: Neighbourhood,
-    values: NDArray[np.float64],
-    lb: NDArray[np.float64],
-    ub: NDArray[np.float64],
-) -> model_pb2.ModelProto:
-    """The neighbourhood MIP: other variables fixed at ``values`` and moved to the bounds."""
-    vs = hood.vars
-    pos = {int(v): i for i, v in enumerate(vs)}
-    model = model_pb2.ModelProto()
-    var = model.variables
-    var.ids.extend(range(len(vs)))
-    var.lower_bounds.extend(lb[vs].tolist())
-    var.upper_bounds.extend(ub[vs].tolist())
-    var.integers.extend(np.asarray(lp.integer, dtype=bool)[vs].tolist())
-    c = np.asarray(lp.obj, dtype=np.float64)[vs]
-    nz = np.flatnonzero(c)
-    model.objective.linear_coefficients.ids.extend(nz.tolist())
-    model.objective.linear_coefficients.values.extend(c[nz].tolist())
-    cons = model.linear_constraints
-    cons.ids.extend(range(len(hood.rows)))
-    mat = model.linear_constraint_matrix
-    for i, r in enumerate(hood.rows.tolist()):
-        merged: dict[int, float] = {}
-        fixed = 0.0
-        for v, a in zip(lp.row_idx[r], lp.row_coef[r], strict=True):
-            j = pos.get(v)
-            if j is None:
-                fixed += a * values[v]
-            else:
-                merged[j] = merged.get(j, 0.0) + a
-        cons.lower_bounds.append(lp.row_lo[r] - fixed)
-        cons.upper_bounds.append(lp.row_hi[r] - fixed)
-        for j in sorted(merged):
-            mat.row_ids.append(i)
-            mat.column_ids.append(j)
-            mat.coefficients.append(merged[j])
-    return model
-
-
 def _solve_hood(
     lp: LinearProgram,
     hood: Neighbourhood,
@@ -173,13 +131,17 @@ def _solve_hood(
     absolute_gap: float,
     seed: int,
 ) -> LpResult:
-    model = _proto(lp, hood, values, lb, ub)
-    params = _params(backend, time_limit_s, 0.0, 1, seed, absolute_gap)
-    hints = model_parameters_pb2.ModelSolveParametersProto()
-    h = hints.solution_hints.add()
-    h.variable_values.ids.extend(range(len(hood.vars)))
-    h.variable_values.values.extend(values[hood.vars].tolist())
-    return _run(model, backend, params, hints, time_limit_s, len(hood.vars), len(hood.rows))
+    """The neighbourhood MIP (other variables held at ``values``), started from ``values``."""
+    obj = np.asarray(lp.obj, dtype=np.float64)
+    model = lp.sub_proto(hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
+    return solve_model(
+        model,
+        backend,
+        time_limit_s=time_limit_s,
+        absolute_gap=absolute_gap,
+        seed=seed,
+        hint=values[hood.vars],
+    )
 
 
 def improve(
