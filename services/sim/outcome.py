@@ -142,7 +142,9 @@ class ServiceModel:
             aht[s.id] = item.aht_s or self.default_aht[s.id]
             if s.sla.kind == "answer_within":
                 offered = item.arrivals + self.backlog[s.id]
-                need[s.id] = float(self._required(s, offered, aht[s.id]) if offered > _EPS else 0.0)
+                need[s.id] = float(
+                    self.required_agents(s, offered, aht[s.id]) if offered > _EPS else 0.0
+                )
             else:
                 open_h = sum(c.left_h for c in self.cohorts[s.id])
                 need[s.id] = (open_h + item.arrivals * aht[s.id] / 3600.0) / hours
@@ -168,7 +170,8 @@ class ServiceModel:
                 )
         return agents
 
-    def _required(self, s: WorkStream, offered: float, aht: float) -> int:
+    def required_agents(self, s: WorkStream, offered: float, aht: float) -> int:
+        """Erlang agents an answer-within queue needs for ``offered`` contacts this interval."""
         assert s.sla.target_seconds is not None
         return int(
             staffing.required_agents(
@@ -226,7 +229,7 @@ class ServiceModel:
         self.backlog[s.id] = max(0.0, offered - abandoned - capacity)
         if not measure:
             return
-        required = self._required(s, offered, aht) if offered > _EPS else 0
+        required = self.required_agents(s, offered, aht) if offered > _EPS else 0
         hours = self.interval_minutes / 60.0
         score.arrivals += arrivals
         score.judged += arrivals

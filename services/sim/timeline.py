@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from allocator import staffing
 from allocator.plan import Plan
 from schemas import CapacityRequested, CapacityResponded, Event
 from services.sim.controllers import Controller, PlannerController
@@ -202,18 +201,7 @@ class Recorder:
             offered = item.arrivals + model.backlog[stream_id]
             if offered <= 1e-9:
                 return 0.0
-            assert stream.sla.target_seconds is not None
-            return float(
-                staffing.required_agents(
-                    offered,
-                    aht,
-                    model.interval_s,
-                    stream.sla.target_fraction,
-                    stream.sla.target_seconds,
-                    max_occupancy=model.policy.max_occupancy,
-                    patience_s=stream.patience_s,
-                )
-            )
+            return float(model.required_agents(stream, offered, aht))
         open_h = sum(c.left_h for c in model.cohorts[stream_id])
         return (open_h + item.arrivals * aht / 3600.0) / hours
 
