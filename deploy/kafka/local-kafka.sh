@@ -130,9 +130,27 @@ pid_of_broker() {
 
 bootstrap_addr() { cat "$STATE/bootstrap"; }
 
+single_node_props() {
+  # Storage and internal-topic settings every single-node mode shares.
+  cat <<EOF
+log.dirs=$STATE/data
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=${FLEXFORCE_KAFKA_AUTO_CREATE:-false}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+delete.topic.enable=true
+EOF
+}
+
 write_config() {
   local port="$1" cport="$2"
-  local auto_create="${FLEXFORCE_KAFKA_AUTO_CREATE:-false}"
   if sasl_mode; then
     write_sasl_config "$port" "$cport"
     return 0
@@ -147,20 +165,8 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$STATE/data
-num.partitions=1
-default.replication.factor=1
-auto.create.topics.enable=$auto_create
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-delete.topic.enable=true
 EOF
+  single_node_props >>"$STATE/server.properties"
   echo "$port" >"$STATE/port"
   echo "$cport" >"$STATE/controller.port"
 }
@@ -229,20 +235,8 @@ listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin
 allow.everyone.if.no.acl.found=false
-log.dirs=$STATE/data
-num.partitions=1
-default.replication.factor=1
-auto.create.topics.enable=${FLEXFORCE_KAFKA_AUTO_CREATE:-false}
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-delete.topic.enable=true
 EOF
+    single_node_props >>"$STATE/server.properties"
   )
   echo "$port" >"$STATE/port"
   echo "$cport" >"$STATE/controller.port"
