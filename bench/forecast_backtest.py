@@ -21,7 +21,8 @@ ahead are scored, so all methods and both horizons see the same origins.
 Datasets: the bank call centre (6 queues, Feb 1999) at its native 15-min grid and aggregated
 to hourly; the ServiceNow incident log (hourly, only non-empty hours listed -> zeros filled)
 for the 10 largest assignment groups by volume, excluding "UNASSIGNED" (not a team anyone
-staffs). Data directory: ``$FLEXFORCE_DATA_DIR`` or ``<repo>/../shared/data``.
+staffs). Data directory: ``services.sim.scenario.data_dir`` (``$FLEXFORCE_DATA_DIR``,
+``../shared/data``, or the repository's ``data/``).
 
 Result (run it for the full tables, per queue too): ``seasonal_profile`` has the lowest WAPE
 on every dataset at both horizons -- WAPE ÷ seasonal naive 0.793 / 0.845 (1 h / 24 h) on the bank
@@ -41,7 +42,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 import time
 from collections import defaultdict
@@ -62,6 +62,7 @@ from allocator.forecast import (
     aggregate,
     make_forecaster,
 )
+from services.sim.scenario import data_dir
 
 BANK_FILE = "anonymous_bank_feb1999_arrivals_15min.csv"
 SNOW_FILE = "servicenow_incidents_2016_arrivals_hourly.csv"
@@ -71,12 +72,6 @@ WARMUP_DAYS = 7
 TOP_GROUPS = 10
 
 Series = dict[str, np.ndarray]
-
-
-def data_dir() -> Path:
-    """``$FLEXFORCE_DATA_DIR`` if set, else ``../shared/data`` beside the repository."""
-    env = os.environ.get("FLEXFORCE_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _grid(rows: list[tuple[datetime, str, float]], step: timedelta, start: datetime) -> Series:

@@ -27,7 +27,6 @@ import csv
 from collections import defaultdict
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -50,8 +49,9 @@ from allocator import (
 from allocator.checks import check_plan
 from allocator.demand import stream_requirements
 from allocator.policies import GreedyPolicy, OptimiserPolicy, StaticPolicy
+from services.sim.scenario import data_dir
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+DATA = data_dir()
 CSV = DATA / "anonymous_bank_feb1999_arrivals_15min.csv"
 WEEK_START = datetime(1999, 2, 1)
 HOURS = 168

@@ -12,10 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -40,6 +38,7 @@ from allocator.forecast import (
     mape,
     wape,
 )
+from services.sim.scenario import data_dir
 
 HOURLY = 24
 WEEK_H = 7 * HOURLY
@@ -417,12 +416,7 @@ def test_metrics_handle_zero_actuals() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _data_dir() -> Path:
-    env = os.environ.get("FLEXFORCE_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-BANK = _data_dir() / "anonymous_bank_feb1999_arrivals_15min.csv"
+BANK = data_dir() / "anonymous_bank_feb1999_arrivals_15min.csv"
 
 
 @pytest.mark.skipif(

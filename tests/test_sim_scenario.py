@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.sim.scenario import ScenarioError, load_scenario
+from services.sim.scenario import ScenarioError, data_dir, load_scenario
 from tests.test_sim_support import small
 
 SHIPPED = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
@@ -46,3 +46,20 @@ def test_restricted_queue_needs_regions() -> None:
     }
     with pytest.raises(ValueError, match="allowed_regions"):
         small(queues=[queue])
+
+
+def test_data_dir_prefers_env_then_shared_then_the_repository_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLEXFORCE_DATA_DIR", raising=False)
+    repo = tmp_path / "flexforce"
+    repo.mkdir()
+    assert data_dir(repo) == repo / "data"
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    assert data_dir(repo) == tmp_path / "shared" / "data"
+    monkeypatch.setenv("FLEXFORCE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert data_dir(repo) == tmp_path / "elsewhere"
+    # the copies the scenarios read ship with the repository
+    here = Path(__file__).resolve().parents[1] / "data"
+    assert (here / "anonymous_bank_feb1999_arrivals_15min.csv").is_file()
+    assert (here / "servicenow_incidents_2016_arrivals_hourly.csv").is_file()

@@ -65,12 +65,14 @@ class _Strict(BaseModel):
 
 def data_dir(repo_root: Path | None = None) -> Path:
     """Where the real data lives: ``$FLEXFORCE_DATA_DIR``, else ``../shared/data`` next to the
-    repository root (the layout ``/work/shared/data/README.md`` documents)."""
+    repository root when it exists (the layout ``/work/shared/data/README.md`` documents), else
+    the repository's own ``data/`` (copies of the files the scenarios read, with provenance)."""
     env = os.environ.get("FLEXFORCE_DATA_DIR")
     if env:
         return Path(env)
     root = repo_root or Path(__file__).resolve().parents[2]
-    return root.parent / "shared" / "data"
+    shared = root.parent / "shared" / "data"
+    return shared if shared.is_dir() else root / "data"
 
 
 class SlaSpec(_Strict):
