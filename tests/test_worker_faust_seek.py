@@ -2,7 +2,8 @@
 instead of seeking Faust's stream back: in faust-streaming 0.15.3 a ``Consumer.seek_wait``
 issued from inside an agent is undone by Faust's fetch loop, which sets its per-partition read
 offset from the records already fetched behind the current one and drops every re-fetched
-record below it. This pins that behaviour on a real broker; if it fails after a Faust upgrade,
+record below it (right after the seek the read offset may briefly show the sought offset; what
+counts is what the agent is given next). This pins that behaviour on a real broker; if it fails after a Faust upgrade,
 seeking may work now (see docs/worker.md, "Takeover").
 """
 
@@ -61,6 +62,5 @@ async def test_a_seek_back_inside_a_faust_agent_is_undone(
     assert lines, f"the probe reported nothing: {done.stdout[-2000:]!r} {done.stderr[-2000:]!r}"
     probe = json.loads(lines[-1])
     print(probe)
-    assert probe["read_offset_after_seek"] >= seek_at, "Faust's read offset moved back on"
     assert not probe["redelivered"], "the sought offset came again: seeking may work now"
     assert probe["first_after"][0] == seek_at + 1, "the stream just went on"
