@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -19,6 +21,7 @@ from faust.types import TP
 
 
 def main() -> None:
+    datadir = tempfile.mkdtemp(prefix="seek-probe-")  # not the caller's working directory
     bootstrap, topic_name, seek_at, seek_to = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:5])
     app = faust.App(
         "seek-probe-" + uuid.uuid4().hex[:8],
@@ -29,6 +32,7 @@ def main() -> None:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=1,
+        datadir=datadir,
     )
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes)
     seen: list[int] = []
@@ -38,6 +42,7 @@ def main() -> None:
         after = seen[seen.index(seek_at) + 1 :]
         probe.update(first_after=after[:5], redelivered=seek_to in after, last=seen[-1])
         os.write(1, (json.dumps(probe) + "\n").encode())  # Faust redirects sys.stdout
+        shutil.rmtree(datadir, ignore_errors=True)
         os._exit(0)
 
     @app.agent(topic)
