@@ -417,7 +417,9 @@ def _evaluate_through_kafka(scenario: Any, name: str, bootstrap: str | None) -> 
     finally:
         if embedded is not None:
             embedded.stop()
-    return ev._summarise(f"{name} (worker, Kafka)", run.result, run.seconds)
+    result = ev._summarise(f"{name} (worker, Kafka)", run.result, run.seconds)
+    result.late_rounds = run.late_rounds
+    return result
 
 
 DEFAULT_DEMO_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "bank-week.yaml"

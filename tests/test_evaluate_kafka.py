@@ -30,13 +30,12 @@ def test_evaluate_through_kafka_matches_the_in_process_loop(tmp_path: Path) -> N
         (results[mode],) = json.loads(out.read_text())["results"]
     kafka, process = results["kafka"], results["process"]
     assert kafka["policy"] == "greedy (worker, Kafka)" and process["policy"] == "greedy"
-    # Identical on a quiet machine (34 requests, same cost and SLA); under load a request the
-    # worker publishes late in a round reaches the providers one round (an hour of event time)
-    # later (seen in CI: 32 vs 34), so the comparison allows a little slack.
-    assert process["scale_actions"] > 0 and kafka["scale_actions"] > 0, "requests went round"
-    assert abs(kafka["scale_actions"] - process["scale_actions"]) <= 0.15 * process["scale_actions"]
-    assert kafka["cost"]["total"] == pytest.approx(process["cost"]["total"], rel=0.05)
-    assert kafka["cost"]["internal"] == process["cost"]["internal"]
-    for queue, score in process["sla"].items():
-        assert kafka["sla"][queue]["attainment"] == pytest.approx(score["attainment"], abs=0.05)
+    # The round hand-over is exact (the demo reads every output the worker says it sent
+    # before handing the requests to the providers), so the two loops agree exactly; only a
+    # round whose outputs did not arrive within the wait (counted) may move a request.
+    assert process["scale_actions"] > 0, "requests went round"
+    assert kafka["late_rounds"] == 0
+    assert kafka["scale_actions"] == process["scale_actions"]
+    assert kafka["cost"] == process["cost"]
+    assert kafka["sla"] == process["sla"]
     assert kafka["compliance_violations"] == 0

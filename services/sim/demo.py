@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,8 +41,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,6 +143,9 @@ def worker_env(
     return env
 
 
+_EVENTS_OUT_SAMPLE = re.compile(r'^flexforce_events_out_total\{event_type="([^"]+)"\} (\S+)$', re.M)
+
+
 @dataclass
 class WorkerProcess:
     """``flexforce worker`` as a child process in its own session (solver child included)."""
@@ -201,6 +205,17 @@ class WorkerProcess:
             return exc.code, None
         except (OSError, ValueError):
             return 0, None
+
+    def events_out(self) -> dict[str, int] | None:
+        """Decision events the worker has handed to its producer, by event type (its
+        ``flexforce_events_out_total`` counter); None when ``/metrics`` does not answer."""
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                text = response.read().decode()
+        except (OSError, ValueError):
+            return None
+        return {match[1]: int(float(match[2])) for match in _EVENTS_OUT_SAMPLE.finditer(text)}
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -323,6 +338,8 @@ class DemoRun:
     plan: dict[str, Any] | None
     """The worker's last plan (``/plan/{domain}``)."""
     dead_letters: int
+    late_rounds: int = 0
+    """Rounds whose outputs were not all read when the round was handed over."""
 
 
 class OutputReader:
@@ -335,6 +352,10 @@ class OutputReader:
         topics += [capacity_requests_spec(p).name for p in providers]
         self.partitions = [TopicPartition(settings.topic(t), 0) for t in topics]
         self.consumer = AIOKafkaConsumer(**settings.consumer_options(group_id=None))
+        self.seen: Counter[str] = Counter()
+        """Events read since the start, by event type."""
+        self.late_rounds = 0
+        """Rounds whose outputs did not all arrive within :meth:`drain_until`'s wait."""
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -349,14 +370,35 @@ class OutputReader:
         out: list[Event] = []
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline:
-            fetched = await self.consumer.getmany(timeout_ms=quiet_ms)
-            if not any(fetched.values()):
+            batch = await self._poll(quiet_ms)
+            if not batch:
                 break
-            for records in fetched.values():
-                for record in records:
-                    outcome = decode_record(record, self.settings.topic_prefix)
-                    if isinstance(outcome, Delivered):
-                        out.append(outcome.event)
+            out += batch
+        return out
+
+    async def drain_until(self, expected: Mapping[str, int], max_s: float = 30.0) -> list[Event]:
+        """Read until as many events of each type have arrived (since the start) as the worker
+        says it has sent: the exact hand-over of a round — a request the worker sent late in
+        the round is read in that round, however slow the broker or the machine. Falls back
+        to :meth:`drain`'s quiet period when the worker's counts are unknown."""
+        out: list[Event] = []
+        deadline = time.monotonic() + max_s
+        while any(self.seen[kind] < n for kind, n in expected.items()):
+            if time.monotonic() > deadline:
+                self.late_rounds += 1  # what is missing is read in a later round
+                break
+            out += await self._poll(100)
+        return out + await self.drain(quiet_ms=0 if expected else 150)
+
+    async def _poll(self, timeout_ms: int) -> list[Event]:
+        out: list[Event] = []
+        fetched = await self.consumer.getmany(timeout_ms=timeout_ms)
+        for records in fetched.values():
+            for record in records:
+                outcome = decode_record(record, self.settings.topic_prefix)
+                if isinstance(outcome, Delivered):
+                    out.append(outcome.event)
+                    self.seen[type(outcome.event).event_type] += 1
         return out
 
 
@@ -477,7 +519,8 @@ async def run_demo(
                     await _wait_clock(
                         worker, sc.domain, ops_end, view, refresh, timeout=120, slack=interval
                     )
-                    for event in await reader.drain():
+                    sent = await asyncio.to_thread(worker.events_out)
+                    for event in await reader.drain_until(sent or {}):
                         dead_letters += isinstance(event, DeadLetter)
                         _observe(event, stats, timeline, view, pending_requests, sc.start)
                     for req in pending_requests:
@@ -506,6 +549,7 @@ async def run_demo(
             (state or {}).get("domains", {}).get(sc.domain),
             plan,
             dead_letters,
+            reader.late_rounds,
         )
     finally:
         with contextlib.suppress(Exception):

@@ -97,6 +97,9 @@ class EvalResult:
     refused_events: int
     plan_storms: int
     provider_answers: dict[str, int] = field(default_factory=dict)
+    late_rounds: int = 0
+    """Through Kafka: rounds whose worker outputs arrived after the round was handed over
+    (their requests reached the providers a round late); 0 in process."""
 
     @property
     def spend(self) -> float:
@@ -128,6 +131,7 @@ class EvalResult:
             "provider_answers": self.provider_answers,
             "refused_events": self.refused_events,
             "plan_storms": self.plan_storms,
+            "late_rounds": self.late_rounds,
             "runtime_s": round(self.runtime_s, 2),
             "plan_seconds": round(self.plan_seconds, 2),
         }
