@@ -434,11 +434,18 @@ def demo(
         float, typer.Option(help="Measured hours of event time (default 48: Mon–Tue).")
     ] = 48.0,
     history_days: Annotated[
-        int, typer.Option(help="Days of history back-filled first (forecast training).")
-    ] = 3,
+        int | None,
+        typer.Option(
+            help="Days of history back-filled first (forecast training; default: the "
+            "scenario's — bank-week: 6, so Wednesday's peak is forecast and bought for)."
+        ),
+    ] = None,
     lead_in_hours: Annotated[
-        float, typer.Option(help="Closed loop before measuring (providers ramp up).")
-    ] = 12.0,
+        float | None,
+        typer.Option(
+            help="Closed loop before measuring (providers ramp up; default: the scenario's, 24)."
+        ),
+    ] = None,
     speed: Annotated[
         float | None,
         typer.Option(help="Max event seconds per wall second (default: the scenario's, 3600)."),
@@ -462,8 +469,8 @@ def demo(
     bank calls, 15-minute volumes), the simulated providers (answering the worker's capacity
     requests) and the service-outcome model. Event time advances in one-hour rounds: the
     demo publishes a round, waits for the worker to plan it, hands its requests to the
-    providers. The default — 3 days of history back-filled, 12 h lead-in, 48 h measured —
-    takes about 2–4 minutes on 2 cores. The what-if section re-plans (in this process) from
+    providers. The default — 6 days of history back-filled, 24 h lead-in, 48 h measured —
+    takes about 2 minutes on 2 cores. The what-if section re-plans (in this process) from
     a state the in-process loop reaches at the same point, not from the worker's table.
     Exits 0 after printing the report's path; every child process is stopped.
     """
