@@ -44,6 +44,10 @@ KIND_RANK: dict[type[Event], int] = {
 }
 
 
+_VOLUME_RANK = KIND_RANK[TicketVolumeObserved]
+_VOLUME_TYPE = TicketVolumeObserved.event_type
+
+
 class Inbound(NamedTuple):
     """One validated input and where it came from (for dead letters and plan watermarks)."""
 
@@ -107,6 +111,27 @@ class ReorderBuffer:
                 item,
             ),
         )
+
+    def push_volume(self, item: InboundLike, event: TicketVolumeObserved, release_us: int) -> None:
+        """:meth:`push` of a ticket volume (``event`` is ``item.event``): the same entry."""
+        heapq.heappush(
+            self._heap,
+            (
+                release_us,
+                _VOLUME_RANK,
+                _VOLUME_TYPE,
+                event.queue_id,
+                event.id,
+                item.topic,
+                item.partition,
+                item.offset,
+                item,
+            ),
+        )
+
+    def peek(self) -> InboundLike:
+        """The next event (the buffer must not be empty)."""
+        return self._heap[0][-1]
 
     def top(self) -> int | None:
         """Release time (µs) of the next event, or None when empty."""

@@ -9,31 +9,63 @@ a request that is no longer outstanding.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.domain.ids import iso, parse_time
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch (exact, so comparisons are those of the times)."""
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 @dataclass(slots=True)
 class Deduper:
     seen: dict[str, datetime] = field(default_factory=dict)
     pruned_at: datetime | None = None
+    # Derived, not state: (time in µs since the epoch, id) of every id in ``seen``, a
+    # min-heap, so a prune pops the expired ids instead of scanning them all (``seen`` holds a
+    # whole input batch's ids, far ahead of the clock, while the clock walks through it: a
+    # scan per prune was quadratic in the batch size).
+    _expiry: list[tuple[int, str]] = field(default_factory=list, repr=False, compare=False)
 
-    def check_and_add(self, event_id: str, time: datetime) -> bool:
-        """True when ``event_id`` is new (and remembers it), False for a duplicate."""
+    def __post_init__(self) -> None:
+        self._expiry = [(_us(t), k) for k, t in self.seen.items()]
+        heapq.heapify(self._expiry)
+
+    def check_and_add(self, event_id: str, time: datetime, time_us: int | None = None) -> bool:
+        """True when ``event_id`` is new (and remembers it), False for a duplicate.
+        ``time_us``: ``time`` in µs since the epoch, when the caller has it already."""
         if event_id in self.seen:
             return False
         self.seen[event_id] = time
+        heapq.heappush(self._expiry, (_us(time) if time_us is None else time_us, event_id))
         return True
 
+    def prune_due(self, window: timedelta) -> datetime | None:
+        """The clock time from which :meth:`prune` does something (None: at once)."""
+        return None if self.pruned_at is None else self.pruned_at + window / 4
+
     def prune(self, watermark: datetime, window: timedelta) -> None:
-        """Forget ids older than the window; scans at most every quarter window."""
+        """Forget ids older than the window; at most every quarter window.
+
+        The same as keeping ``{k: t for k, t in seen.items() if t >= horizon}``: the heap
+        yields exactly the ids with ``t < horizon`` (each id is in it once, with its time), and
+        deleting them keeps the others in their order.
+        """
         if self.pruned_at is not None and watermark < self.pruned_at + window / 4:
             return
-        horizon = watermark - window
-        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        horizon = _us(watermark - window)
+        expiry, seen = self._expiry, self.seen
+        while expiry and expiry[0][0] < horizon:
+            _, event_id = heapq.heappop(expiry)
+            del seen[event_id]
         self.pruned_at = watermark
 
     def to_json(self) -> dict[str, Any]:

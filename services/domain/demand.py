@@ -26,7 +26,6 @@ import numpy as np
 from allocator.forecast import (
     Forecaster,
     forecaster_from_state,
-    interval_index,
     intervals_per_day,
     make_forecaster,
 )
@@ -86,39 +85,39 @@ class DemandBook:
         Lateness depends on the event alone (report time vs interval end + grace), so the same
         report is accepted or refused whatever else arrived around it.
         """
-        end = event.interval_end
+        start = event.interval_start
+        minutes = event.interval_minutes
+        end = start + _MINUTE * minutes  # = event.interval_end
         grace = cfg.interval_grace
         if event.time > end + grace:
             raise LateEvent(
-                f"report at {iso(event.time)} of interval {iso(event.interval_start)}..{iso(end)} "
+                f"report at {iso(event.time)} of interval {iso(start)}..{iso(end)} "
                 f"of queue {event.queue_id} is more than the interval grace "
                 f"({_minutes(grace)} min) after the interval end; the interval closed when "
                 f"{iso(end + grace)} became final"
             )
         queue = self.queues.get(event.queue_id)
         if queue is None:
-            per_day = intervals_per_day(event.interval_minutes * 60)
-            queue = QueueDemand(
-                event.interval_minutes, make_forecaster(per_day, cfg.forecast_method)
-            )
+            per_day = intervals_per_day(minutes * 60)
+            queue = QueueDemand(minutes, make_forecaster(per_day, cfg.forecast_method))
             self.queues[event.queue_id] = queue
-        elif queue.interval_minutes != event.interval_minutes:
+        elif queue.interval_minutes != minutes:
             raise IntervalMismatch(
                 f"queue {event.queue_id} reports {queue.interval_minutes}-minute intervals; "
-                f"got a {event.interval_minutes}-minute one"
+                f"got a {minutes}-minute one"
             )
-        index = interval_index(event.interval_start, cfg.origin, event.interval_minutes * 60)
+        # = interval_index(start, cfg.origin, minutes * 60): exact floor on microseconds
+        index = ((start - cfg.origin) // _MICROSECOND) // (minutes * 60_000_000)
         if queue.last_closed is not None and index <= queue.last_closed:
             raise LateEvent(
-                f"interval {iso(event.interval_start)} of queue {event.queue_id} is before the "
+                f"interval {iso(start)} of queue {event.queue_id} is before the "
                 f"last closed interval of the queue (interval grace {_minutes(grace)} min)"
             )
-        obs = Observation(
-            event.arrivals, event.backlog, event.mean_handle_time_s, event.time, event.id
-        )
         current = queue.open.get(index)
-        if current is None or obs.newer_than(current):
-            queue.open[index] = obs
+        if current is None or (event.time, event.id) > (current.time, current.event_id):
+            queue.open[index] = Observation(
+                event.arrivals, event.backlog, event.mean_handle_time_s, event.time, event.id
+            )
         close_at = end + cfg.close_delay
         if self.next_close is None or close_at < self.next_close:
             self.next_close = close_at
@@ -128,25 +127,36 @@ class DemandBook:
         if self.next_close is None or clock < self.next_close:
             return []
         closed: list[str] = []
-        next_close: datetime | None = None
-        delay = cfg.close_delay
+        # Compared in integer µs (exact); the datetime of the earliest one left is built at
+        # the end, as ``origin + (index + 1) * interval + delay`` (its offset is the origin's).
+        origin_us = (cfg.origin - _EPOCH) // _MICROSECOND
+        delay_us = cfg.close_delay // _MICROSECOND
+        clock_us = (clock - _EPOCH) // _MICROSECOND
+        next_us: int | None = None
+        next_at: tuple[int, int] = (0, 0)
         for queue_id in sorted(self.queues):
             queue = self.queues[queue_id]
             if not queue.open:
                 continue
             seconds = queue.interval_minutes * 60
+            size_us = seconds * 1_000_000
             did = False
             for index in sorted(queue.open):
-                close_at = cfg.origin + (index + 1) * timedelta(seconds=seconds) + delay
-                if close_at > clock:
-                    if next_close is None or close_at < next_close:
-                        next_close = close_at
+                close_us = origin_us + (index + 1) * size_us + delay_us
+                if close_us > clock_us:
+                    if next_us is None or close_us < next_us:
+                        next_us, next_at = close_us, (index, seconds)
                     break
                 self._close_one(queue, index, queue.open.pop(index), cfg)
                 did = True
             if did:
                 closed.append(queue_id)
-        self.next_close = next_close
+        if next_us is None:
+            self.next_close = None
+        else:
+            index, seconds = next_at
+            step = (index + 1) * timedelta(seconds=seconds)
+            self.next_close = cfg.origin + step + cfg.close_delay
         return closed
 
     @staticmethod
@@ -242,6 +252,11 @@ class DemandBook:
                 backlog=int(raw["backlog"]),
             )
         return book
+
+
+_MINUTE = timedelta(minutes=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _minutes(delta: timedelta) -> int:

@@ -113,6 +113,22 @@ _CATALOGUE_TRIGGER: dict[type[Event], TriggerKind] = {
 }
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _late(item: InboundLike, event: Event, lateness: timedelta, watermark: datetime) -> Refusal:
+    """The refusal of an event that arrived after its place in event order was final."""
+    minutes = int(lateness.total_seconds()) // 60
+    return (
+        item,
+        DeadLetterStage.LATE,
+        "LateEvent",
+        f"{type(event).__name__} at {iso(event.time)} arrived after the domain "
+        f"watermark {iso(watermark)} was more than the allowed lateness "
+        f"({minutes} min) past it: its place in event order was already final",
+    )
+
+
 class DomainProcessor:
     """One domain's state and the pure transitions on it (see the module docstring)."""
 
@@ -139,8 +155,7 @@ class DomainProcessor:
         """Accept ``items`` into the reorder buffer, then apply the timeline as far as it is
         final, stopping after the first step at which a plan is due (see the module doc)."""
         result = StepResult()
-        for item in items:
-            self._accept(item, result)
+        self._accept_all(items, result)
         result.more = self._run(result)
         result.pending = len(self.state.buffer)
         return result
@@ -168,6 +183,43 @@ class DomainProcessor:
         result.more = self._run(result)
         result.pending = len(st.buffer)
         return result
+
+    def _accept_all(self, items: Sequence[InboundLike], result: StepResult) -> None:
+        """:meth:`_accept` for each item in order; ticket volumes of this domain (nearly all
+        of the input) take an inlined path with the same outcome: the watermark is kept in
+        integer microseconds between them (exact, so every comparison is the same)."""
+        st = self.state
+        domain = self.domain
+        dedupe = st.dedupe
+        push = st.buffer.push_volume
+        lateness = self.config.lateness
+        lateness_us = lateness // _MICROSECOND
+        watermark = st.watermark
+        watermark_us = None if watermark is None else to_us(watermark)
+        for item in items:
+            event = item.event
+            if type(event) is not TicketVolumeObserved or event.domain != domain:
+                if watermark is not st.watermark:
+                    st.watermark = watermark
+                self._accept(item, result)
+                watermark = st.watermark
+                watermark_us = None if watermark is None else to_us(watermark)
+                continue
+            time = event.time
+            time_us = to_us(time)
+            if not dedupe.check_and_add(event.id, time, time_us):
+                result.duplicates += 1
+                continue
+            release = time_us + lateness_us
+            if watermark_us is not None and release < watermark_us:
+                assert watermark is not None
+                result.refused.append(_late(item, event, lateness, watermark))
+                continue
+            push(item, event, release)
+            if watermark_us is None or time_us > watermark_us:
+                watermark, watermark_us = time, time_us
+            result.accepted += 1
+        st.watermark = watermark
 
     def _accept(self, item: InboundLike, result: StepResult) -> None:
         st = self.state
@@ -211,17 +263,7 @@ class DomainProcessor:
                 result.accepted += 1
                 result.late_catalogue += 1
                 return
-            minutes = int(lateness.total_seconds()) // 60
-            result.refused.append(
-                (
-                    item,
-                    DeadLetterStage.LATE,
-                    "LateEvent",
-                    f"{type(event).__name__} at {iso(event.time)} arrived after the domain "
-                    f"watermark {iso(watermark)} was more than the allowed lateness "
-                    f"({minutes} min) past it: its place in event order was already final",
-                )
-            )
+            result.refused.append(_late(item, event, lateness, watermark))
             return
         st.buffer.push(item, release)
         if watermark is None or event.time > watermark:
@@ -234,13 +276,115 @@ class DomainProcessor:
         if watermark is None:
             return False
         limit = to_us(watermark)
+        settled = False  # no plan was due after the previous step of this call
         while True:
             step = self._next_step(limit)
             if step is None:
                 return False
-            self._step(step, result)
+            if settled:
+                self._steps(step, limit, result)
+            else:
+                self._step(step, result)
             if self._plan_due():
                 return self._next_step(limit) is not None
+            settled = True
+
+    def _steps(self, first: int, limit: int, result: StepResult) -> None:
+        """:meth:`_step` at ``first`` and, in the same call, the following steps that only
+        release ticket volumes — the batched fast path (nearly every step of a back-fill or a
+        replay is one report of one queue). Called only when no plan was due after the
+        previous step.
+
+        A step that releases only ticket volumes and comes before every other point of the
+        timeline (``bound``: the next interval close, request timeout, debounce or staleness
+        end, provider change, dedupe prune, and the watermark) changes nothing but the demand
+        windows, the offsets and the digest: closing, timing out, committing and pruning are
+        no-ops there (each is a point of its own), volumes mark no trigger, and whether a plan
+        is due cannot change between two points (it was not after the previous step). So those
+        steps are taken back to back without the per-step work; the clock is set once, to the
+        last of them. A report can move the next close into the bound (its interval closes at
+        end + grace + lateness, never before its release), which ends the run; a step that
+        also releases another kind of event, or where an interval closes, ends it as a whole
+        step. The result is the state, refusals and counters of taking them one by one.
+        """
+        st, cfg = self.state, self.config
+        buffer = st.buffer
+        clock = st.clock
+        quiet, idle_until = st.providers.idle_before()
+        prune_at = st.dedupe.prune_due(cfg.dedupe_window)
+        if (
+            clock is None
+            or not quiet
+            or prune_at is None
+            or self._reforecast
+            or first != buffer.top()
+            or type(buffer.peek().event) is not TicketVolumeObserved
+        ):
+            self._step(first, result)
+            return
+        bound = limit
+        for moment in (
+            st.demand.next_close,
+            st.providers.next_timeout(cfg),
+            st.triggers.wake(clock, cfg),
+            idle_until,
+            prune_at,
+        ):
+            if moment is not None:
+                bound = min(bound, to_us(moment))
+        if first >= bound or first < to_us(clock):
+            self._step(first, result)
+            return
+        demand = st.demand
+        observe = demand.observe
+        offsets = st.offsets
+        refused = result.refused
+        close = demand.next_close
+        close_us = None if close is None else to_us(close)
+        last: int | None = None
+        while True:
+            top = buffer.top()
+            if top is None or top >= bound or type(buffer.peek().event) is not TicketVolumeObserved:
+                break
+            whole = False
+            while (nxt := buffer.top()) is not None and nxt <= top:
+                item = buffer.pop()
+                event = item.event
+                if type(event) is not TicketVolumeObserved:
+                    whole = True  # e.g. a provider response released at the same instant
+                    if last is not None:
+                        st.clock = from_us(last)  # as the step-by-step walk would have it
+                    self._apply_item(item, result)
+                    continue
+                # = _apply_item(item, result) for a ticket volume
+                key = (item.topic, item.partition)
+                if item.offset > offsets.get(key, -1):
+                    offsets[key] = item.offset
+                try:
+                    observe(event, cfg)
+                except LateEvent as exc:
+                    refused.append((item, DeadLetterStage.LATE, "LateEvent", str(exc)))
+                    continue
+                except IntervalMismatch as exc:
+                    refused.append((item, DeadLetterStage.PROCESS, "IntervalMismatch", str(exc)))
+                    continue
+                result.applied += 1
+                st.applied += 1
+                st.digest = chain_digest(st.digest, event.id)
+            last = top
+            if demand.next_close is not close:
+                close = demand.next_close
+                assert close is not None  # reports only ever set it
+                close_us = to_us(close)
+                if close_us <= top:
+                    whole = True  # the report's interval closes at this very step
+                elif close_us < bound:
+                    bound = close_us
+            if whole:
+                self._timers(top, result)
+                return
+        assert last is not None
+        st.clock = from_us(last)
 
     def _next_step(self, limit: int) -> int | None:
         """The next point of the timeline (µs) if it is final (before ``limit``), else None.
@@ -274,6 +418,11 @@ class DomainProcessor:
         buffer = st.buffer
         while (top := buffer.top()) is not None and top <= at_us:  # < only for late catalogue
             self._apply_item(buffer.pop(), result)
+        self._timers(at_us, result)
+
+    def _timers(self, at_us: int, result: StepResult) -> None:
+        """The rest of a step once its events are applied: the clock, timers, forecasts."""
+        st = self.state
         clock = from_us(at_us)
         st.clock = clock
         self._advance(clock, result)

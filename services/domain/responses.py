@@ -257,6 +257,15 @@ class ProviderBook:
             self._next_timeout = min(outstanding) if outstanding else None
         return self._next_timeout
 
+    def idle_before(self) -> tuple[bool, datetime | None]:
+        """``(True, t)`` when :meth:`advance` does nothing for any clock before ``t`` (``t``
+        None: for any clock) while nothing else changes the book; ``(False, None)`` when it was
+        changed since the last ``advance`` (which then has work to do). For the processor's
+        batched fast path, which skips ``advance`` on the steps where it is a no-op."""
+        if self._dirty:
+            return False, None
+        return True, self._idle_until
+
     def advance(self, clock: datetime, cfg: PlannerConfig) -> list[Outcome]:
         """Time out unanswered requests, commit accepted changes now in force, expire caps
         and forget closed requests older than the cap window (bounded memory)."""
