@@ -2,9 +2,9 @@
 instead of seeking Faust's stream back: in faust-streaming 0.15.3 a ``Consumer.seek_wait``
 issued from inside an agent is undone by Faust's fetch loop, which sets its per-partition read
 offset from the records already fetched behind the current one and drops every re-fetched
-record below it (right after the seek the read offset may briefly show the sought offset; what
-counts is what the agent is given next). This pins that behaviour on a real broker; if it fails after a Faust upgrade,
-seeking may work now (see docs/worker.md, "Takeover").
+record below it (right after the seek the read offset may briefly show the sought offset;
+what counts is what the agent is given next). This pins that behaviour on a real broker; if
+it fails after a Faust upgrade, seeking may work now (see docs/worker.md, "Takeover").
 """
 
 from __future__ import annotations
