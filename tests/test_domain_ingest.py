@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from allocator import InvalidInput
-from schemas import DeadLetterStage, Event
+from schemas import DeadLetterStage, Event, ResolveWithinSla
 from services.domain import DomainProcessor, Inbound, PlannerConfig
+from services.domain.problem import backlog_spread
 from tests.test_domain_support import (
     DOMAIN,
     T0,
@@ -140,6 +141,28 @@ def test_aht_is_smoothed_and_backlog_adds_to_the_first_period() -> None:
     assert demand.arrivals[0] - without[0] == pytest.approx(4.0)
     assert demand.arrivals[1] - without[1] == pytest.approx(4.0)
     assert demand.arrivals[2] == pytest.approx(without[2])
+
+
+def test_open_incidents_are_work_due_over_half_their_resolve_target() -> None:
+    # Resolve within 8 h: 12 open tickets of 300 s are 1 h of work due over the next 4 hours
+    # (where a provider with a lead time can still take some), not all in the first one.
+    proc = fresh(allowed_lateness_minutes=0)
+    incidents = queue(aht_s=300).model_copy(
+        update={"sla": ResolveWithinSla(target_fraction=0.8, within_hours=8)}
+    )
+    ingest(proc, [incidents, team()])
+    ingest(proc, [volume(0, 0), volume(1, 0, backlog=12)])
+    settle(proc)
+    problem = proc.problem()
+    (demand,) = problem.demand
+    assert demand.work_hours is not None
+    without = proc.state.demand.arrivals(
+        "sd", problem.request.as_of, proc.config, with_backlog=False
+    )
+    extra = [w - a * 300 / 3600 for w, a in zip(demand.work_hours, without, strict=False)]
+    assert extra[:4] == pytest.approx([0.25] * 4)
+    assert extra[4:] == pytest.approx([0.0] * (len(extra) - 4))
+    assert backlog_spread(problem.streams[0], proc.config) == 4
 
 
 def test_interval_mismatch_is_refused() -> None:

@@ -180,13 +180,14 @@ class DemandBook:
         periods: int | None = None,
         *,
         with_backlog: bool = True,
+        backlog_periods: int | None = None,
     ) -> list[float]:
         """Forecast arrivals per planning period from ``as_of`` (+ backlog, see the rule).
 
         Intervals are mapped to periods by overlap (arrivals uniform within an interval), so any
         interval length works with any period length. The backlog at the last closed interval
-        is added evenly over the first ``backlog_periods`` periods: those tickets are open work
-        on top of new arrivals.
+        is added evenly over the first ``backlog_periods`` periods (default
+        ``cfg.backlog_periods``): those tickets are open work on top of new arrivals.
         """
         n = cfg.horizon_periods if periods is None else periods
         queue = self.queues.get(queue_id)
@@ -203,7 +204,7 @@ class DemandBook:
         bounds = start + np.arange(n + 1, dtype=np.float64) * cfg.period_minutes
         out = np.maximum(np.diff(np.interp(bounds, edges, cumulative)), 0.0)
         if with_backlog and queue.backlog > 0:
-            k = min(cfg.backlog_periods, n)
+            k = max(1, min(backlog_periods or cfg.backlog_periods, n))
             out[:k] += queue.backlog / k
         return [float(v) for v in out]
 
