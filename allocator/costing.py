@@ -16,7 +16,8 @@ The objective, term by term (H = period length in hours):
 * churn: churn_cost_per_fte × Σ |level[t] − level[t−1]|, with level[−1] the committed level;
 * SLA (queues): weight × contacts × (target − min(target, curve(cover))), where the curve is
   the concave service-level envelope the optimiser also prices;
-* unmet work (projects): weight × (work hours − H × cover);
+* unmet work (projects): weight × (work hours − H × cover); understaffing (queues, with
+  ``Policy.understaffing_penalty_per_fte_hour``): price × H × max(0, required − cover);
 * quality: Σ provider FTE × H × quality_penalty × (1 − quality score);
 * budget overrun: max(0, spend − cap), priced at ``budget_overrun_penalty``.
 """
@@ -124,6 +125,8 @@ def plan_costs(
             else:
                 level = min(req.target_sl, req.curves[t].value(got))
                 sla += weight * req.volume[t] * (req.target_sl - level)
+                short = max(0.0, req.required_fte[t] - got)
+                unmet += policy.understaffing_penalty_per_fte_hour * hours * short
 
     spend = internal + provider_cost + churn
     overrun = 0.0

@@ -485,6 +485,12 @@ class Policy:
       certain; above 0 the SLA shortfall is priced as its *expectation* over arrivals, so the
       optimiser buys the cover that pays for itself against the risk, as the realised service
       (which sees the spread) will. Erlang requirements (what greedy staffs to) are unchanged.
+    * ``understaffing_penalty_per_fte_hour``: queues — price of each productive FTE-hour staffed
+      below the Erlang requirement at the SLA target (``StreamService.unmet_fte``, what greedy
+      staffs to), booked as unmet penalty. 0 (default): service is traded only through the SLA
+      curve. A price above the dearest source's hourly rate makes the target a floor, the
+      workforce-management "staff to target" rule, while the curve still prices cover above it
+      (with ``demand_cv``) — the plan then buys the required cover at the least cost.
     """
 
     core_in_house_share: float = 0.0
@@ -500,6 +506,7 @@ class Policy:
     level_change_hours: float = 8.0
     internal_cost: InternalCost = "rostered"
     demand_cv: float = 0.0
+    understaffing_penalty_per_fte_hour: float = 0.0
 
     def __post_init__(self) -> None:
         _fraction("Policy", "core_in_house_share", self.core_in_house_share)
@@ -520,6 +527,7 @@ class Policy:
             "budget_overrun_penalty",
             "quality_penalty_per_fte_hour",
             "level_change_hours",
+            "understaffing_penalty_per_fte_hour",
         ):
             _finite_nonneg("Policy", name, float(getattr(self, name)))
         for sid, w in self.stream_penalty_weights.items():

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         description="Spread of arrivals around the forecast the optimiser prices "
         "(measured hourly forecast WAPE: 0.34-0.69).",
     )
+    policy_understaffing_penalty_per_fte_hour: float = Field(
+        0.0,
+        ge=0,
+        description="Price of each FTE-hour a queue is staffed below its Erlang requirement "
+        "at target; above the dearest rate it makes the SLA target a floor.",
+    )
     allowed_lateness_minutes: int = Field(60, ge=0)
     control_lateness_minutes: int | None = Field(
         None, ge=0, description="Lateness of catalogue events and provider answers (default: same)."

@@ -1,4 +1,5 @@
-"""How in-house time is paid (Policy.internal_cost) and demand uncertainty (Policy.demand_cv)."""
+"""How in-house time is paid (Policy.internal_cost), demand uncertainty (Policy.demand_cv) and
+the SLA target as a staffing floor (Policy.understaffing_penalty_per_fte_hour)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,54 @@ def test_uncertain_demand_buys_at_least_the_certain_cover() -> None:
     assert covered[1] > covered[0], "the risk of a busier hour is worth some cover here"
     risky_problem = _problem(dataclasses.replace(policy, demand_cv=0.3), fte=2.0)
     assert check_plan(risky_problem, risky) == []
+
+
+def _staffed(plan: object, n: int = 6) -> list[float]:
+    return [plan.staffed(t, "q") for t in range(n)]  # type: ignore[attr-defined]
+
+
+def test_understaffing_price_makes_the_sla_target_a_floor() -> None:
+    # A late contact is cheap here (1.0): on the curve alone the plan staffs below target.
+    cheap = Policy(sla_penalty_per_contact=1.0, level_change_hours=1.0)
+    problem = _problem(cheap, fte=2.0)
+    curve_only = solve(problem, SolverOptions())
+    need = stream_requirements(problem)[0].required_fte
+    assert any(s < r - 1e-6 for s, r in zip(_staffed(curve_only), need, strict=True))
+    floored_problem = _problem(
+        dataclasses.replace(cheap, understaffing_penalty_per_fte_hour=100.0), fte=2.0
+    )
+    floored = solve(floored_problem, SolverOptions())
+    # Above the provider's 20/h the requirement is met in every period, at the least cost.
+    assert all(s >= r - 1e-6 for s, r in zip(_staffed(floored), need, strict=True))
+    assert floored.costs.unmet_penalty == pytest.approx(0.0, abs=1e-6)
+    assert check_plan(floored_problem, floored) == []
+    greedy = GreedyPolicy().plan(floored_problem)
+    assert floored.costs.total <= greedy.costs.total + 1e-6
+
+
+def test_understaffing_is_priced_per_fte_hour_short_of_the_requirement() -> None:
+    # The provider can add only 2 FTE: some periods stay short whatever the price.
+    problem = AllocationProblem(
+        PlanningRequest(AS_OF, 60, 3),
+        (WorkStream("q", "queue", "net", Sla.answer_within(0.8, 30)),),
+        (Team("t", frozenset({"net"}), (2.0,), 0.0, 60.0, "EU"),),
+        (
+            Provider(
+                "v",
+                Contract((SkillRate("net", (RateTier(0, 20.0),)),), max_fte=2),
+                frozenset({"EU"}),
+            ),
+        ),
+        (Demand("q", arrivals=(60.0, 240.0, 60.0), aht_s=(300.0,)),),
+        Policy(
+            sla_penalty_per_contact=0.0,
+            understaffing_penalty_per_fte_hour=50.0,
+            level_change_hours=1.0,
+        ),
+    )
+    need = stream_requirements(problem)[0].required_fte
+    for plan in (solve(problem, SolverOptions()), GreedyPolicy().plan(problem)):
+        short = sum(max(0.0, r - s) for r, s in zip(need, _staffed(plan, 3), strict=True))
+        assert short > 0
+        assert plan.costs.unmet_penalty == pytest.approx(50.0 * short, rel=1e-6)
+        assert check_plan(problem, plan) == []

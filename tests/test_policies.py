@@ -60,9 +60,13 @@ def small_instances(draw: st.DrawFn) -> AllocationProblem:
         teams=draw(st.integers(1, 3)),
         periods=draw(st.integers(2, 12)),
     )
-    return generate(
+    problem = generate(
         size, seed=draw(st.integers(0, 2**31 - 1)), binding_contracts=draw(st.booleans())
     )
+    # Sometimes the SLA target is (also) a staffing floor: every policy prices it the same.
+    floor = draw(st.sampled_from([0.0, 0.0, 30.0, 500.0]))
+    policy = dataclasses.replace(problem.policy, understaffing_penalty_per_fte_hour=floor)
+    return dataclasses.replace(problem, policy=policy)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

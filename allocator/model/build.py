@@ -183,6 +183,24 @@ def _capped_pieces(
     return start, pieces
 
 
+def _split_at(pieces: list[tuple[float, float]], need: float) -> list[tuple[float, float, bool]]:
+    """``pieces`` as (width, slope, below ``need``), the piece straddling ``need`` cut in two.
+
+    Cover below the requirement also earns the understaffing price; since those pieces come
+    first, slopes stay non-increasing and the LP still fills the pieces in order.
+    """
+    out: list[tuple[float, float, bool]] = []
+    x = 0.0
+    for width, slope in pieces:
+        below = min(width, max(0.0, need - x))
+        if below > EPS:
+            out.append((below, slope, True))
+        if width - below > EPS:
+            out.append((width - below, slope, False))
+        x += width
+    return out
+
+
 def _is_convex(rate: SkillRate) -> bool:
     rates = [t.rate_per_hour for t in rate.tiers]
     return all(b >= a for a, b in itertools.pairwise(rates))
@@ -261,10 +279,16 @@ class _Builder:
                 price = weight * req.volume[t]
                 start, pieces = _capped_pieces(req.curves[t], req.target_sl, r)
                 self.const_cost("sla", price * (req.target_sl - start))
+                floor = self.H * policy.understaffing_penalty_per_fte_hour
+                need = req.required_fte[t] if floor > 0 else 0.0
+                if need > EPS:
+                    self.const_cost("unmet", floor * need)
                 vs: list[int] = []
-                for width, slope in pieces:
+                for width, slope, under in _split_at(pieces, need):
                     v = self.lp.var(0.0, width)
                     self.cost("sla", v, -price * slope)
+                    if under:
+                        self.cost("unmet", v, -floor)
                     vs.append(v)
                 cov.append(vs)
             self.cover.append(cov)

@@ -136,6 +136,7 @@ def worker_env(
         "level_change_hours",
         "internal_cost",
         "demand_cv",
+        "understaffing_penalty_per_fte_hour",
     ):
         env[f"FLEXFORCE_POLICY_{name.upper()}"] = str(getattr(prices, name))
     if prices.budget_cap is not None:

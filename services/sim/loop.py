@@ -46,6 +46,7 @@ def allocator_policy(scenario: Scenario) -> Policy:
         max_occupancy=w.max_occupancy,
         level_change_hours=w.level_change_hours,
         demand_cv=w.demand_cv,
+        understaffing_penalty_per_fte_hour=w.understaffing_penalty_per_fte_hour,
     )
 
 

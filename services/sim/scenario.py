@@ -214,6 +214,14 @@ class PolicyWeights(_Strict):
         "0.3: the default forecaster's hourly WAPE is 0.34-0.38 on the bank and 0.67-0.69 on "
         "the incident log (bench/forecast_backtest.py), i.e. a spread of at least 0.3.",
     )
+    understaffing_penalty_per_fte_hour: float = Field(
+        0.0,
+        ge=0,
+        description="Planner's price of each productive FTE-hour a queue is staffed below its "
+        "Erlang requirement at the SLA target (allocator Policy.understaffing_penalty_per_fte_"
+        "hour); above the dearest source's rate it makes the target a floor (staff to target). "
+        "Only the planner sees it: outcomes are scored on service achieved.",
+    )
 
 
 class PlanningSpec(_Strict):

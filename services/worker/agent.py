@@ -104,6 +104,7 @@ def planner_policy(settings: Settings) -> Policy:
         level_change_hours=settings.policy_level_change_hours,
         internal_cost=cast(InternalCost, settings.policy_internal_cost),
         demand_cv=settings.policy_demand_cv,
+        understaffing_penalty_per_fte_hour=settings.policy_understaffing_penalty_per_fte_hour,
     )
 
 
