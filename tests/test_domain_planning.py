@@ -101,6 +101,13 @@ def test_spike_requests_the_cheapest_eligible_provider_no_earlier_than_its_lead_
     )
 
 
+def test_a_provider_whose_lead_time_is_past_the_horizon_is_named_in_the_plan_notes() -> None:
+    d = spiked(lead_h=24.0 * 30)  # a month's lead time, a two-day horizon
+    noted = [x.message for x in logs(d.outputs) if x.kind == "plan.notes"]
+    assert noted and all("ramp-up lead time 720 h is not inside" in m for m in noted)
+    assert requests(d.outputs) == [], "neither provider can be scaled up inside the horizon"
+
+
 def test_the_optimiser_also_picks_the_cheapest_provider() -> None:
     d = Driver.new(policy=OptimiserPolicy(SolverOptions(time_limit_s=10, compute_marginals=False)))
     terms: dict[str, Any] = {"lead_h": LEAD_H, "notice_h": NOTICE_H}

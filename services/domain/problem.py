@@ -227,9 +227,16 @@ def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> Bu
 
     teams = _teams(state, request)
     providers = _providers(state, as_of, notes)
+    horizon_hours = cfg.horizon_periods * cfg.period_minutes / 60.0
+    for pid, provider in providers.items():
+        if provider.active and provider.contract.ramp_up_hours >= horizon_hours:
+            notes.append(
+                f"provider {pid}: ramp-up lead time {provider.contract.ramp_up_hours:g} h is not "
+                f"inside the {horizon_hours:g} h horizon, so no plan can scale it up "
+                "(lengthen the horizon to use it)"
+            )
     levels = _levels(state, request, providers, notes)
 
-    horizon_hours = cfg.horizon_periods * cfg.period_minutes / 60.0
     by_provider: dict[str, set[str]] = {}
     for pid, skill in sorted(state.providers.caps):
         by_provider.setdefault(pid, set()).add(skill)
