@@ -209,3 +209,48 @@ def test_a_back_fill_in_one_batch_matches_too() -> None:
     calls: list[Call] = [("ingest", items[i : i + 211]) for i in range(0, half, 211)]
     calls += [("ingest", items[half:])]
     assert_identical(calls, restore_every=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 40),  # id
+            st.integers(-3 * 86_400, 6 * 86_400),  # seconds after T0
+            st.sampled_from([0, 60, -330]),  # offset minutes of the time's zone
+            st.booleans(),  # prune after it
+        ),
+        max_size=120,
+    ),
+    st.integers(60, 3 * 1440),
+)
+def test_dedupe_prune_forgets_exactly_the_expired_ids(
+    ops: list[tuple[int, int, int, bool]], window_minutes: int
+) -> None:
+    """The bucketed prune keeps what the plain scan ``{k: t for k, t in seen.items() if
+    t >= horizon}`` keeps, in the same order, through adds, repeats and restores."""
+    from datetime import timezone
+
+    from services.domain.dedupe import Deduper
+
+    window = timedelta(minutes=window_minutes)
+    dedupe, reference = Deduper(), Deduper()
+    clock = T0
+    for n, (key, seconds, offset, prune) in enumerate(ops):
+        moment = (T0 + timedelta(seconds=seconds)).astimezone(timezone(timedelta(minutes=offset)))
+        event_id = f"e{key}"
+        new = event_id not in reference.seen
+        if new:
+            reference.seen[event_id] = moment
+        assert dedupe.check_and_add(event_id, moment) is new
+        if prune:
+            clock = max(clock, moment)
+            dedupe.prune(clock, window)
+            if reference.pruned_at is None or clock >= reference.pruned_at + window / 4:
+                horizon = clock - window
+                reference.seen = {k: t for k, t in reference.seen.items() if t >= horizon}
+                reference.pruned_at = clock
+        assert list(dedupe.seen.items()) == list(reference.seen.items())
+        assert dedupe.pruned_at == reference.pruned_at
+        if n % 17 == 16:
+            dedupe = Deduper.from_json(json.loads(json.dumps(dedupe.to_json())))

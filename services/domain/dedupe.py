@@ -9,7 +9,6 @@ a request that is no longer outstanding.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +17,7 @@ from services.domain.ids import iso, parse_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_BUCKET_US = 3_600_000_000  # an hour
 
 
 def _us(moment: datetime) -> int:
@@ -29,15 +29,20 @@ def _us(moment: datetime) -> int:
 class Deduper:
     seen: dict[str, datetime] = field(default_factory=dict)
     pruned_at: datetime | None = None
-    # Derived, not state: (time in µs since the epoch, id) of every id in ``seen``, a
-    # min-heap, so a prune pops the expired ids instead of scanning them all (``seen`` holds a
-    # whole input batch's ids, far ahead of the clock, while the clock walks through it: a
-    # scan per prune was quadratic in the batch size).
-    _expiry: list[tuple[int, str]] = field(default_factory=list, repr=False, compare=False)
+    # Derived, not state: the ids of ``seen`` by hour of event time (µs since the epoch //
+    # _BUCKET_US), with their time in µs, so a prune drops whole expired hours and looks only
+    # at the hour the horizon falls in, instead of scanning every id (``seen`` holds a whole
+    # input batch's ids, far ahead of the clock, while the clock walks through it: a scan per
+    # prune was quadratic in the batch size).
+    _buckets: dict[int, list[tuple[int, str]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        self._expiry = [(_us(t), k) for k, t in self.seen.items()]
-        heapq.heapify(self._expiry)
+        self._buckets = {}
+        for event_id, time in self.seen.items():
+            time_us = _us(time)
+            self._buckets.setdefault(time_us // _BUCKET_US, []).append((time_us, event_id))
 
     def check_and_add(self, event_id: str, time: datetime, time_us: int | None = None) -> bool:
         """True when ``event_id`` is new (and remembers it), False for a duplicate.
@@ -45,7 +50,13 @@ class Deduper:
         if event_id in self.seen:
             return False
         self.seen[event_id] = time
-        heapq.heappush(self._expiry, (_us(time) if time_us is None else time_us, event_id))
+        if time_us is None:
+            time_us = _us(time)
+        bucket = self._buckets.get(time_us // _BUCKET_US)
+        if bucket is None:
+            self._buckets[time_us // _BUCKET_US] = [(time_us, event_id)]
+        else:
+            bucket.append((time_us, event_id))
         return True
 
     def prune_due(self, window: timedelta) -> datetime | None:
@@ -55,17 +66,32 @@ class Deduper:
     def prune(self, watermark: datetime, window: timedelta) -> None:
         """Forget ids older than the window; at most every quarter window.
 
-        The same as keeping ``{k: t for k, t in seen.items() if t >= horizon}``: the heap
-        yields exactly the ids with ``t < horizon`` (each id is in it once, with its time), and
-        deleting them keeps the others in their order.
+        The same as keeping ``{k: t for k, t in seen.items() if t >= horizon}``: exactly the
+        ids with ``t < horizon`` are deleted (every id of an hour before the horizon's, those
+        of its hour that are before it), and deleting keeps the others in their order.
         """
         if self.pruned_at is not None and watermark < self.pruned_at + window / 4:
             return
         horizon = _us(watermark - window)
-        expiry, seen = self._expiry, self.seen
-        while expiry and expiry[0][0] < horizon:
-            _, event_id = heapq.heappop(expiry)
-            del seen[event_id]
+        edge = horizon // _BUCKET_US
+        seen, buckets = self.seen, self._buckets
+        for hour in [h for h in buckets if h <= edge]:
+            bucket = buckets[hour]
+            if hour < edge:
+                for _, event_id in bucket:
+                    del seen[event_id]
+                del buckets[hour]
+                continue
+            kept = []
+            for entry in bucket:
+                if entry[0] < horizon:
+                    del seen[entry[1]]
+                else:
+                    kept.append(entry)
+            if kept:
+                buckets[hour] = kept
+            else:
+                del buckets[hour]
         self.pruned_at = watermark
 
     def to_json(self) -> dict[str, Any]:

@@ -145,13 +145,19 @@ def decode_batch(value: bytes) -> list[Inbound]:
     if version != FORMAT_VERSION:
         raise ValueError(f"internal batch format {version!r} is not {FORMAT_VERSION}")
     parse = datetime.fromisoformat
+    # interval starts repeat (every queue reports the same intervals): parsed once each;
+    # datetimes are immutable, so sharing one is the same as parsing it again
+    starts: dict[str, datetime] = {}
     out: list[Inbound] = []
     append = out.append
     for row in body["items"]:
         if row[0] == _VOLUME:
             _, topic, partition, offset, eid, src, at, dom, qid, start, mins, arr, back, ab, h = row
+            begin = starts.get(start)
+            if begin is None:
+                begin = starts[start] = parse(start)
             event: Event = trusted_volume(
-                eid, src, parse(at), dom, qid, parse(start), mins, arr, back, ab, h
+                eid, src, parse(at), dom, qid, begin, mins, arr, back, ab, h
             )
             append(Inbound(event, topic, partition, offset))
         else:
