@@ -142,6 +142,17 @@ class ReorderBuffer:
         self._json.pop(item.event.id, None)
         return item
 
+    def take(self, release_us: int) -> list[InboundLike]:
+        """Pop every event released at or before ``release_us``, in order."""
+        heap = self._heap
+        out: list[InboundLike] = []
+        while heap and heap[0][0] <= release_us:
+            out.append(heapq.heappop(heap)[-1])
+        if self._json:
+            for item in out:
+                self._json.pop(item.event.id, None)
+        return out
+
     def to_json(self) -> list[list[Any]]:
         """Entries in canonical order (a sorted list is a valid heap), events in wire JSON."""
         out: list[list[Any]] = []

@@ -347,8 +347,7 @@ class DomainProcessor:
             if top is None or top >= bound or type(buffer.peek().event) is not TicketVolumeObserved:
                 break
             whole = False
-            while (nxt := buffer.top()) is not None and nxt <= top:
-                item = buffer.pop()
+            for item in buffer.take(top):
                 event = item.event
                 if type(event) is not TicketVolumeObserved:
                     whole = True  # e.g. a provider response released at the same instant
