@@ -97,10 +97,14 @@ class TicketVolumeObserved(Event):
 
     @model_validator(mode="after")
     def _check(self) -> TicketVolumeObserved:
-        since_midnight = self.interval_start - self.interval_start.replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        if since_midnight % timedelta(minutes=self.interval_minutes):
+        # the time of day in the start's own zone, in µs (= start - start's midnight, exactly:
+        # both carry the same tzinfo, so the difference is the wall-clock one); plain ints,
+        # this runs once per ticket volume validated
+        start = self.interval_start
+        since_midnight = (
+            start.hour * 3600 + start.minute * 60 + start.second
+        ) * 1_000_000 + start.microsecond
+        if since_midnight % (self.interval_minutes * 60_000_000):
             raise ValueError(
                 f"interval_start {self.interval_start.isoformat()} is not aligned to "
                 f"{self.interval_minutes}-minute intervals"

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import TicketVolumeObserved
+from schemas.ops import INTERVAL_MINUTES
 from schemas.topics import MAX_INPUT_EVENT_BYTES
 from schemas.wire import InvalidEvent, decode, encode
 from services.worker.inbound import Inbound, row
@@ -224,3 +226,36 @@ def test_times_with_fractions_and_offsets(
     if parsed >= event.interval_start:
         headers = [(k, time.encode() if k == "ce_time" else v) for k, v in message.headers]
         check(message.key, message.value, headers)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1990, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), ZoneInfo("Europe/Berlin")]
+        ),
+    ),
+    st.sampled_from(INTERVAL_MINUTES),
+)
+@settings(max_examples=500, deadline=None)
+def test_alignment_rule_is_the_timedelta_one(start: datetime, minutes: int) -> None:
+    """``TicketVolumeObserved._check`` reads the time of day as integers; it must refuse
+    exactly the starts the timedelta form (start - its midnight) % interval refuses."""
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    misaligned = bool((start - midnight) % timedelta(minutes=minutes))
+    try:
+        TicketVolumeObserved(
+            id="x",
+            source="urn:x",
+            time=start + timedelta(minutes=minutes),
+            domain="d",
+            queue_id="q",
+            interval_start=start,
+            interval_minutes=minutes,
+            arrivals=1,
+        )
+    except ValueError as exc:
+        assert misaligned and "is not aligned" in str(exc)
+    else:
+        assert not misaligned
