@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from schemas import EVENT_TYPES, Event, TicketVolumeObserved
 
 INTERNAL_TOPIC = "internal.domain-inputs"
@@ -34,6 +36,11 @@ MAX_ITEMS_PER_MESSAGE = 5000
 _VOLUME = 0
 _EVENT = 1
 _VOLUME_FIELDS = frozenset(TicketVolumeObserved.model_fields)
+# BaseModel's slot setters, called directly (what object.__setattr__ ends up calling; a
+# frozen model's own __setattr__ refuses): this runs once per ticket volume
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Inbound(NamedTuple):
@@ -127,9 +134,9 @@ def trusted_volume(
             "mean_handle_time_s": mean_handle_time_s,
         },
     )
-    object.__setattr__(event, "__pydantic_fields_set__", _VOLUME_FIELDS)
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
+    _set_fields_set(event, _VOLUME_FIELDS)
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 
