@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from allocator import (
     AllocationProblem,
@@ -193,6 +193,44 @@ def _providers(state: DomainState, as_of: datetime, notes: list[str]) -> dict[st
     return out
 
 
+def _publication_lag(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> float:
+    """Hours from ``as_of`` until this plan's requests can reach providers, at most.
+
+    A plan starts at ``as_of`` (the clock, rounded up to a period), but the worker publishes
+    its requests when its watermark (the newest event time) is up to the allowed lateness
+    plus one still-open volume interval ahead of the clock. The bound, not the watermark
+    itself: the watermark depends on how input was batched, and decisions must not.
+    """
+    if state.clock is None:
+        return 0.0
+    interval = max((q.interval_minutes for q in state.catalogue.active_queues()), default=0)
+    ahead = cfg.lateness + timedelta(minutes=interval)
+    return max(0.0, (state.clock + ahead - as_of).total_seconds() / 3600.0)
+
+
+def _from_publication(providers: dict[str, Provider], lag_h: float) -> dict[str, Provider]:
+    """Contracts with lead time and notice counted from when the requests reach providers
+    (:func:`_publication_lag` after ``as_of``); the contracts themselves are unchanged.
+
+    Counted from ``as_of``, a one-hour lead time gave requests already due when published:
+    the provider could not answer in time, the request timed out and the line was capped (the
+    storm scenario's agency, for the whole measured week).
+    """
+    if lag_h <= 0:
+        return providers
+    return {
+        pid: replace(
+            p,
+            contract=replace(
+                p.contract,
+                ramp_up_hours=p.contract.ramp_up_hours + lag_h,
+                ramp_down_notice_hours=p.contract.ramp_down_notice_hours + lag_h,
+            ),
+        )
+        for pid, p in providers.items()
+    }
+
+
 def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> BuiltProblem:
     """The allocation problem at ``as_of`` and notes on what was left out or constrained.
 
@@ -235,6 +273,7 @@ def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> Bu
                 f"inside the {horizon_hours:g} h horizon, so no plan can scale it up "
                 "(lengthen the horizon to use it)"
             )
+    providers = _from_publication(providers, _publication_lag(state, cfg, as_of))
     levels = _levels(state, request, providers, notes)
 
     by_provider: dict[str, set[str]] = {}

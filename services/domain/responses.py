@@ -340,6 +340,13 @@ class ProviderBook:
     # ---- state -----------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        # The cached deadline may still hold an answered request's respond_by, depending on
+        # which steps ran ``advance`` (batching); stored is its canonical value, the earliest
+        # outstanding respond_by — the same behaviour, and the same state on every path.
+        outstanding = [
+            r.respond_by for r in self.requests.values() if r.status is RequestStatus.OUTSTANDING
+        ]
+        deadline = min(outstanding) if outstanding else None
         return {
             "lines": [
                 [
@@ -355,7 +362,7 @@ class ProviderBook:
                 [p, s, c.level, iso(c.since), c.reason, c.request_id]
                 for (p, s), c in sorted(self.caps.items())
             ],
-            "next_deadline": None if self.next_deadline is None else iso(self.next_deadline),
+            "next_deadline": None if deadline is None else iso(deadline),
         }
 
     @classmethod
