@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from allocator import SolverOptions, solve
 from allocator.demand import stream_requirements
 from allocator.model.build import Built, build_model
-from allocator.model.lagrange import LINK_ROWS, decompose, lagrangian_bound
+from allocator.model.lagrange import (
+    BOUND_LINK_ROWS,
+    LINK_ROWS,
+    coarse_block_bounds,
+    decompose,
+    lagrangian_bound,
+)
 from allocator.model.lp import LpResult
 from allocator.model.neighbourhood import improve
 from allocator.model.solve import _rounded_bounds
@@ -72,6 +78,110 @@ def test_lagrangian_bound_lies_between_lp_and_optimum(seed: int) -> None:
     tol = 1e-6 * abs(optimum.stats.objective) + 1e-6
     assert relaxed.objective - tol <= lag.bound <= optimum.stats.objective + tol
     assert lag.closed == lag.blocks
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000))
+def test_root_only_lagrangian_bound_lies_between_lp_and_optimum(seed: int) -> None:
+    """The solver's own setting: each block stopped at its root, heuristics off."""
+    built, rows, relaxed = _built(seed)
+    dec = decompose(built.lp, rows)
+    lag = lagrangian_bound(
+        built.lp,
+        dec,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+        root_only=True,
+    )
+    optimum = solve(
+        generate(SMALL, seed, binding_contracts=True),
+        SolverOptions(relative_gap=0.0, time_limit_s=60, compute_marginals=False),
+    )
+    assert optimum.stats.status == "optimal"
+    tol = 1e-6 * abs(optimum.stats.objective) + 1e-6
+    assert relaxed.objective - tol <= lag.bound <= optimum.stats.objective + tol
+    full = lagrangian_bound(
+        built.lp,
+        dec,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+    )
+    assert lag.bound <= full.bound + tol, "a root bound never beats the closed blocks"
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000))
+def test_skill_block_bound_lies_between_lp_and_optimum(seed: int) -> None:
+    """The solver's bound: (skill, segment) blocks, each MIP run to its end (``block_limit_s``)."""
+    built, rows, relaxed = _built(seed)
+    fine = decompose(built.lp, rows, BOUND_LINK_ROWS)
+    lag = lagrangian_bound(
+        built.lp,
+        fine,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+        block_limit_s=5.0,
+    )
+    optimum = solve(
+        generate(SMALL, seed, binding_contracts=True),
+        SolverOptions(relative_gap=0.0, time_limit_s=60, compute_marginals=False),
+    )
+    assert optimum.stats.status == "optimal"
+    tol = 1e-6 * abs(optimum.stats.objective) + 1e-6
+    assert relaxed.objective - tol <= lag.bound <= optimum.stats.objective + tol
+    assert lag.closed == lag.blocks
+
+
+def test_coarse_block_bounds_hold_for_every_plan() -> None:
+    """Fine blocks nest in coarse ones; the summed bounds stay under a plan's priced cost."""
+    built, rows, relaxed = _built(2)
+    lp = built.lp
+    coarse = decompose(lp, rows)
+    fine = decompose(lp, rows, BOUND_LINK_ROWS)
+    assert len(fine.blocks) > len(coarse.blocks)
+    owner = np.full(lp.num_vars, -1)
+    for k, block in enumerate(coarse.blocks):
+        owner[block.vars] = k
+    for block in fine.blocks:
+        assert len(set(owner[block.vars].tolist())) == 1, "a fine block is inside one coarse block"
+    lag = lagrangian_bound(
+        lp,
+        fine,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() + 30,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+        block_limit_s=5.0,
+    )
+    bounds = coarse_block_bounds(lp, coarse, fine, lag)
+    lb, ub = _rounded_bounds(built, relaxed.values)
+    plan = lp.solve("highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.0)
+    assert plan.has_solution
+    for block, bb in zip(coarse.blocks, bounds, strict=True):
+        priced = float(np.dot(lag.prices[block.vars], plan.values[block.vars]))
+        assert bb <= priced + 1e-6 * max(1.0, abs(priced))
+
+
+def test_root_only_blocks_past_the_deadline_add_nothing() -> None:
+    built, rows, relaxed = _built(5)
+    dec = decompose(built.lp, rows)
+    lag = lagrangian_bound(
+        built.lp,
+        dec,
+        relaxed,
+        backend="highs",
+        deadline=time.perf_counter() - 1.0,
+        absolute_gap=1e-6 * abs(relaxed.objective),
+        root_only=True,
+    )
+    assert lag.bound == pytest.approx(relaxed.objective, rel=1e-12)
+    assert not lag.has_values
 
 
 def test_lagrangian_bound_does_not_depend_on_threads() -> None:

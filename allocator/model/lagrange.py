@@ -40,6 +40,23 @@ from allocator.model.lp import LinearProgram, LpBackend, LpResult, solve_model
 
 LINK_ROWS = frozenset({"churn", "frozen_up", "frozen_down"})
 """Row families that tie consecutive level segments together (dualised, not kept in blocks)."""
+INTEGRAL_TOL = 1e-6
+"""An integer variable this close to an integer at the LP solution counts as integral."""
+ROOT_MIN_S = 0.02
+"""With ``root_only`` or ``block_limit_s``, a block is not started with less time than this
+left (it would only pay the sub-model's set-up)."""
+BOUND_LINK_ROWS = LINK_ROWS | frozenset(
+    {"team_capacity", "provider_max", "provider_min", "engaged"}
+)
+"""Link rows of the finer decomposition used for the bound: the rows that tie a period's
+skills together (teams work several skills; a provider's engagement and min/max span its
+lines) are dualised too, so a block is one skill's lines and classes over one segment. Why:
+on M the segment blocks (~2k variables, ~60 integers) took ~0.3 s each even stopped at their
+root (HiGHS' cut rounds), the (skill, segment) blocks (~250 variables, ~8 integers) ~20 ms
+each solved to the end; the bound gave up 5 % of the gain (19.9k vs 20.9k over the LP) for
+less than a third of the CPU, and at L 79k in 21 CPU-s where the root-stopped segment blocks
+needed 40 CPU-s for 90k (so within the time the solver has, far more). Engagement adds little
+to the gain (its binaries relaxed: 20.6k of 20.9k at M), the tier switches almost all of it."""
 DUAL_TOL = 1e-7
 """Reduced costs this close to 0 count as 0 (the LP's dual-feasibility tolerance)."""
 
@@ -81,7 +98,9 @@ class LagrangeResult:
     """Per block, a lower bound on ``prices·x`` over the block (−inf when none came back)."""
 
 
-def decompose(lp: LinearProgram, rows: list[int]) -> Decomposition:
+def decompose(
+    lp: LinearProgram, rows: list[int], link_rows: frozenset[str] = LINK_ROWS
+) -> Decomposition:
     """Split ``rows`` into dualised link rows and connected blocks of the remaining rows.
 
     Connected components come from min-label propagation over the row/column incidence in
@@ -89,8 +108,8 @@ def decompose(lp: LinearProgram, rows: list[int]) -> Decomposition:
     meaning, so any new row family that crosses segments only needs a name in ``LINK_ROWS``.
     """
     n = lp.num_vars
-    link = [r for r in rows if lp.lazy[r] or lp.row_name[r] in LINK_ROWS]
-    keep = [r for r in rows if not (lp.lazy[r] or lp.row_name[r] in LINK_ROWS)]
+    link = [r for r in rows if lp.lazy[r] or lp.row_name[r] in link_rows]
+    keep = [r for r in rows if not (lp.lazy[r] or lp.row_name[r] in link_rows)]
     lengths = np.fromiter((len(lp.row_idx[r]) for r in keep), np.int64, len(keep))
     cols = np.fromiter((c for r in keep for c in lp.row_idx[r]), np.int64, int(lengths.sum()))
     owner = np.repeat(np.arange(len(keep), dtype=np.int64), lengths)
@@ -163,6 +182,8 @@ def lagrangian_bound(
     seed: int = 0,
     lb: NDArray[np.float64] | None = None,
     ub: NDArray[np.float64] | None = None,
+    root_only: bool = False,
+    block_limit_s: float | None = None,
 ) -> LagrangeResult:
     """``L(y)`` at the LP's duals, blocks solved as MIPs until ``deadline`` (see module doc).
 
@@ -174,6 +195,17 @@ def lagrangian_bound(
     Each block gets an equal share of the time left when it starts (times ``threads``, which
     run side by side) and the absolute gap ``absolute_gap / blocks``, so the sum is within
     ``absolute_gap`` of the exact ``L(y)`` when every block closes.
+
+    ``root_only`` stops each block after its root node with the primal heuristics off
+    (:func:`~allocator.model.lp.solve_model`'s ``root_bound``): the bound of the root cuts, at
+    a third of the time; the block solutions are then not worth using and few blocks "close".
+    Each root then runs to its end (or the deadline) in block order instead of taking an
+    equal share; a block the deadline leaves no time for adds nothing. Blocks whose integers
+    are all integral at ``x*`` are not solved (``x*`` is their MIP optimum: they add nothing),
+    and the others go most fractional integers first.
+    ``block_limit_s`` does the same for whole block MIPs (small blocks, e.g. from
+    ``BOUND_LINK_ROWS``): each runs until it closes, the deadline, or ``block_limit_s`` (or
+    its equal share of the time left, when that is longer).
     """
     start = time.perf_counter()
     lb = np.asarray(lp.lb, dtype=np.float64) if lb is None else lb
@@ -187,17 +219,49 @@ def lagrangian_bound(
     values[dec.loose] = _loose_minimiser(dec.loose, cost, lb, ub)
     n = len(dec.blocks)
     gap = absolute_gap / max(1, n)
-    todo = list(range(n))
+    integer = np.asarray(lp.integer, dtype=bool)
+    x = relaxed.values
+    fractional = integer & (np.abs(x - np.round(x)) > INTEGRAL_TOL)
+    split = [int(fractional[block.vars].sum()) for block in dec.blocks]
+    # Most fractional integers first: under a deadline the blocks likeliest to gain go first.
+    todo = sorted(range(n), key=lambda k: (-split[k], k))
     results: list[LpResult | None] = [None] * n
 
     def run(k: int) -> LpResult:
+        block = dec.blocks[k]
+        if split[k] == 0:
+            # x* is the block's LP optimum (complementary slackness); with no fractional
+            # integer it is also its MIP optimum, so the block adds nothing (M: 45 of the
+            # 213 (skill, segment) blocks with integers).
+            value = float(np.dot(cost[block.vars], relaxed.values[block.vars]))
+            res = LpResult(
+                "optimal", True, relaxed.values[block.vars], np.zeros(0), value, value, 0.0
+            )
+            results[k] = res
+            return res
         left = deadline - time.perf_counter()
         waiting = max(1, sum(1 for r in results if r is None))
         share = max(0.02, left * min(threads, waiting) / waiting)
-        block = dec.blocks[k]
+        if root_only or block_limit_s is not None:
+            # A root ends by itself (and a small block soon): let it, so blocks give their
+            # whole gain in order and the ones the deadline leaves no time for are skipped
+            # (equal slivers of a short limit gave every block too little to finish a single
+            # cut round).
+            if left < ROOT_MIN_S:
+                res = LpResult("skipped", False, np.zeros(0), np.zeros(0), math.inf, -math.inf, 0.0)
+                results[k] = res
+                return res
+            share = left if root_only else min(left, max(share, block_limit_s or 0.0))
         model = lp.sub_proto(block.vars, block.rows.tolist(), cost, lb, ub)
         res = solve_model(
-            model, backend, time_limit_s=share, relative_gap=0.0, absolute_gap=gap, seed=seed
+            model,
+            backend,
+            time_limit_s=share,
+            relative_gap=0.0,
+            absolute_gap=gap,
+            seed=seed,
+            root_bound=root_only,
+            restarts=not root_only,
         )
         results[k] = res
         return res
@@ -245,3 +309,29 @@ def _loose_minimiser(
     c, lo, hi = cost[vs], lb[vs], ub[vs]
     at = np.where(c < -DUAL_TOL, hi, lo)
     return np.where(np.isfinite(at), at, np.where(np.isfinite(lo), lo, 0.0))
+
+
+def coarse_block_bounds(
+    lp: LinearProgram, coarse: Decomposition, fine: Decomposition, lag: LagrangeResult
+) -> tuple[float, ...]:
+    """``lag``'s per-block bounds (from the finer ``fine``) summed per block of ``coarse``.
+
+    Every block of a finer decomposition (more rows dualised) lies inside one block of the
+    coarser one, and so does every variable loose in ``fine`` but not in ``coarse``; per coarse
+    block, the fine bounds inside it plus those loose variables at their cheapest priced value
+    bound ``lag.prices · x`` over the coarse block, so the neighbourhood search can rank coarse
+    blocks by how far a plan is above them.
+    """
+    owner = np.full(lp.num_vars, -1, dtype=np.int64)
+    for k, block in enumerate(coarse.blocks):
+        owner[block.vars] = k
+    out = np.zeros(len(coarse.blocks))
+    for block, bb in zip(fine.blocks, lag.block_bounds, strict=True):
+        k = int(owner[block.vars[0]])
+        if k >= 0:
+            out[k] += bb
+    if len(fine.loose):
+        ks = owner[fine.loose]
+        inside = ks >= 0
+        np.add.at(out, ks[inside], lag.prices[fine.loose[inside]] * lag.values[fine.loose[inside]])
+    return tuple(float(b) for b in out)
