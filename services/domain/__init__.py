@@ -45,8 +45,12 @@ Semantics in one place (details in each module's docstring):
   (default: the allowed lateness) of its interval's end, later ones are refused ``late``;
   intervals close once end + grace is final (clock at end + grace + lateness); closed
   intervals feed the queue's forecaster; AHT smoothed; the backlog at the last closed interval
-  is added as arrivals over the first ``backlog_periods`` periods; projects spread
-  ``hours_per_week`` evenly.
+  is added as arrivals over the first ``backlog_periods`` periods (answer-within queues) or over
+  half the resolve target (resolve-within queues: open incidents are work due within it,
+  :func:`.problem.backlog_spread`); projects spread ``hours_per_week`` evenly.
+* **Problem** (:mod:`.problem`): lead times and notice are counted from when a plan's requests
+  can reach providers — ``as_of`` plus the allowed lateness and one volume interval, the most
+  the clock trails the watermark (a deterministic bound) — not from ``as_of`` itself.
 * **Triggers** (:mod:`.triggers`): interval close, forecast change, provider response or
   timeout, contract / roster / queue / project change, staleness; debounced by
   ``min_replan_minutes`` of event time except urgent ones (rejection, partial, timeout,
