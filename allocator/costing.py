@@ -13,7 +13,9 @@ The objective, term by term (H = period length in hours):
   cost_per_hour, whatever the plan assigns (the roster is paid); assigned — Σ assigned FTE × H ×
   cost_per_hour / (1 − shrinkage);
 * providers: Σ lines, periods H × tiered hourly price of the line's contracted level;
-* churn: churn_cost_per_fte × Σ |level[t] − level[t−1]|, with level[−1] the committed level;
+* churn: churn_cost_per_fte × Σ |level[t] − level[t−1]|, with level[−1] the committed level,
+  plus request_cost_per_fte × Σ |(level[t] − level[t−1]) − (base[t] − base[t−1])| with base
+  the committed + pending baseline (what is asked of providers beyond what they were told);
 * SLA (queues): weight × contacts × (target − min(target, curve(cover))), where the curve is
   the concave service-level envelope the optimiser also prices;
 * unmet work (projects): weight × (work hours − H × cover); understaffing (queues, with
@@ -103,12 +105,14 @@ def plan_costs(
         prov = providers[pid]
         rate = prov.contract.rate(skill)
         series = levels.get((pid, skill), (0.0,) * horizon)
-        prev = problem.committed_level(pid, skill)
+        base = problem.baseline_level(pid, skill)
+        prev = prev_base = problem.committed_level(pid, skill)
         for t in range(horizon):
             level = series[t]
             provider_cost += hours * rate.cost_per_hour(level)
             churn += policy.churn_cost_per_fte * abs(level - prev)
-            prev = level
+            churn += policy.request_cost_per_fte * abs(level - prev - (base[t] - prev_base))
+            prev, prev_base = level, base[t]
 
     cover = cover_of(items).total
     sla = 0.0

@@ -491,6 +491,12 @@ class Policy:
       curve. A price above the dearest source's hourly rate makes the target a floor, the
       workforce-management "staff to target" rule, while the curve still prices cover above it
       (with ``demand_cv``) — the plan then buys the required cover at the least cost.
+    * ``request_cost_per_fte``: price of each FTE a plan asks a provider for beyond what is
+      already committed or pending — per FTE by which a level step differs from the step of
+      the committed + pending baseline, so reproducing pending changes costs nothing, a new
+      change costs its size and revising or cancelling a pending one costs the revision.
+      Booked with churn. Without it, cancelling a pending change *saved* churn, and plans
+      re-asked providers for the same hours back and forth as forecasts moved (nervousness).
     """
 
     core_in_house_share: float = 0.0
@@ -507,6 +513,7 @@ class Policy:
     internal_cost: InternalCost = "rostered"
     demand_cv: float = 0.0
     understaffing_penalty_per_fte_hour: float = 0.0
+    request_cost_per_fte: float = 0.0
 
     def __post_init__(self) -> None:
         _fraction("Policy", "core_in_house_share", self.core_in_house_share)
@@ -528,6 +535,7 @@ class Policy:
             "quality_penalty_per_fte_hour",
             "level_change_hours",
             "understaffing_penalty_per_fte_hour",
+            "request_cost_per_fte",
         ):
             _finite_nonneg("Policy", name, float(getattr(self, name)))
         for sid, w in self.stream_penalty_weights.items():

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="Price of each FTE-hour a queue is staffed below its Erlang requirement "
         "at target; above the dearest rate it makes the SLA target a floor.",
     )
+    policy_request_cost_per_fte: float = Field(
+        0.0,
+        ge=0,
+        description="Price of each FTE asked of a provider beyond what is committed or "
+        "pending; damps plans that revise pending requests back and forth.",
+    )
     allowed_lateness_minutes: int = Field(60, ge=0)
     control_lateness_minutes: int | None = Field(
         None, ge=0, description="Lateness of catalogue events and provider answers (default: same)."

@@ -1,5 +1,6 @@
-"""How in-house time is paid (Policy.internal_cost), demand uncertainty (Policy.demand_cv) and
-the SLA target as a staffing floor (Policy.understaffing_penalty_per_fte_hour)."""
+"""How in-house time is paid (Policy.internal_cost), demand uncertainty (Policy.demand_cv), the
+SLA target as a staffing floor (Policy.understaffing_penalty_per_fte_hour) and the price of
+asking providers (Policy.request_cost_per_fte)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from allocator import (
     Contract,
     Demand,
     InvalidInput,
+    PendingChange,
     PlanningRequest,
     Policy,
     Provider,
+    ProviderLevel,
     RateTier,
     SkillRate,
     Sla,
@@ -166,3 +169,55 @@ def test_understaffing_is_priced_per_fte_hour_short_of_the_requirement() -> None
         assert short > 0
         assert plan.costs.unmet_penalty == pytest.approx(50.0 * short, rel=1e-6)
         assert check_plan(problem, plan) == []
+
+
+def _pending_problem(policy: Policy, arrivals: float) -> AllocationProblem:
+    """A provider line with a pending step 0 → 4 FTE from period 2, hourly levels."""
+    n = 6
+    return AllocationProblem(
+        PlanningRequest(AS_OF, 60, n),
+        (WorkStream("q", "queue", "net", Sla.answer_within(0.8, 30)),),
+        (Team("t", frozenset({"net"}), (1.0,), 0.0, 60.0, "EU"),),
+        (
+            Provider(
+                "v",
+                Contract((SkillRate("net", (RateTier(0, 20.0),)),), max_fte=30),
+                frozenset({"EU"}),
+            ),
+        ),
+        (Demand("q", arrivals=(arrivals,) * n, aht_s=(300.0,)),),
+        policy,
+        (ProviderLevel("v", "net", 0.0, (PendingChange(2, 4.0),)),),
+    )
+
+
+def test_a_plan_pays_for_what_it_asks_beyond_the_pending_changes() -> None:
+    base = Policy(sla_penalty_per_contact=5.0, level_change_hours=1.0, churn_cost_per_fte=1.0)
+    # Demand needs ~4 agents: keeping the pending step costs no request; cancelling it would.
+    steady = _pending_problem(dataclasses.replace(base, request_cost_per_fte=50.0), 40.0)
+    plan = solve(steady, SolverOptions())
+    assert check_plan(steady, plan) == []
+    free = solve(_pending_problem(base, 40.0), SolverOptions())
+    assert plan.costs.churn == pytest.approx(free.costs.churn + _asked(steady, plan) * 50.0)
+    # Quiet demand: without a request price the pending step is cancelled (it saves churn and
+    # provider hours); priced above what it saves, the pending step is kept as told.
+    quiet_free = solve(_pending_problem(base, 1.0), SolverOptions())
+    quiet_priced_problem = _pending_problem(
+        dataclasses.replace(base, request_cost_per_fte=1000.0), 1.0
+    )
+    quiet_priced = solve(quiet_priced_problem, SolverOptions())
+    assert quiet_free.level("v", "net", 3) < 4.0
+    assert quiet_priced.level("v", "net", 3) == pytest.approx(4.0)
+    assert check_plan(quiet_priced_problem, quiet_priced) == []
+
+
+def _asked(problem: AllocationProblem, plan: object) -> float:
+    """FTE by which the plan's level steps differ from the baseline's steps."""
+    base = problem.baseline_level("v", "net")
+    prev = prev_base = problem.committed_level("v", "net")
+    out = 0.0
+    for t in range(problem.request.horizon_periods):
+        lv = plan.level("v", "net", t)  # type: ignore[attr-defined]
+        out += abs(lv - prev - (base[t] - prev_base))
+        prev, prev_base = lv, base[t]
+    return out

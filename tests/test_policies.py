@@ -65,7 +65,10 @@ def small_instances(draw: st.DrawFn) -> AllocationProblem:
     )
     # Sometimes the SLA target is (also) a staffing floor: every policy prices it the same.
     floor = draw(st.sampled_from([0.0, 0.0, 30.0, 500.0]))
-    policy = dataclasses.replace(problem.policy, understaffing_penalty_per_fte_hour=floor)
+    ask = draw(st.sampled_from([0.0, 0.0, 5.0, 50.0]))  # and asking providers has a price
+    policy = dataclasses.replace(
+        problem.policy, understaffing_penalty_per_fte_hour=floor, request_cost_per_fte=ask
+    )
     return dataclasses.replace(problem, policy=policy)
 
 

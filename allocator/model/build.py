@@ -461,6 +461,10 @@ class _Builder:
                             if start < up_lead
                             else min(math.floor(upper / b + 1e-9), seg_hi[s_idx])
                         )
+                        if self.p.policy.request_cost_per_fte > 0 and start >= up_lead:
+                            # holding what providers were told may beat the demand-sized cap
+                            told = math.ceil(base[start] / b - 1e-9)
+                            hi = max(hi, min(math.floor(upper / b + 1e-9), told))
                         hi = max(hi, lo)
                         if hi == lo:
                             level = lo * b
@@ -545,12 +549,20 @@ class _Builder:
             line.tier_on[s] = ons
 
     def _line_churn(self, line: Line, churn: float) -> None:
-        """level[s] − level[s−1] = up − down at every segment start, priced per FTE."""
+        """level[s] − level[s−1] = up − down at every segment start, priced per FTE; with a
+        request cost, the step's difference from the baseline's step too (:meth:`_line_request`).
+        """
         prev_vs: list[int] = []
         prev_cs: list[float] = []
         prev_const = line.committed
+        prev_base = line.committed
         for s, (start, _end) in enumerate(line.segments):
             vs, cs, const = line.terms(start)
+            base_step = line.baseline[start] - prev_base
+            self._line_request(
+                vs + prev_vs, cs + [-c for c in prev_cs], const - prev_const, base_step
+            )
+            prev_base = line.baseline[start]
             if not vs and not prev_vs:
                 self.const_cost("churn", churn * abs(const - prev_const))
             else:
@@ -567,6 +579,27 @@ class _Builder:
                     name="churn",
                 )
             prev_vs, prev_cs, prev_const = vs, cs, const
+
+    def _line_request(
+        self, vs: list[int], cs: list[float], const_step: float, base_step: float
+    ) -> None:
+        """step − baseline step = ask_up − ask_down, priced per FTE (``request_cost_per_fte``).
+
+        Named like the churn rows: it ties a segment to the one before, so the Lagrangian bound
+        and the block neighbourhoods treat it as the link row it is.
+        """
+        price = self.p.policy.request_cost_per_fte
+        if price <= 0:
+            return
+        if not vs:
+            self.const_cost("churn", price * abs(const_step - base_step))
+            return
+        up = self.lp.var(0.0)
+        dn = self.lp.var(0.0)
+        self.cost("churn", up, price)
+        self.cost("churn", dn, price)
+        rhs = base_step - const_step
+        self.lp.row([*vs, up, dn], [*cs, -1.0, 1.0], lo=rhs, hi=rhs, name="churn")
 
     def add_line_capacity(self) -> None:
         """Σ_class y[class, provider, t] ≤ level of the provider's line for that skill."""

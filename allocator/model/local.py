@@ -151,11 +151,16 @@ class LevelSearch:
         ln = built.lines[k]
         churn = built.problem.policy.churn_cost_per_fte
         hours = built.problem.request.period_hours * (end - start)
+        ask = built.problem.policy.request_cost_per_fte
         cur = self._level(k, start, lv)
         prev = ln.committed if start == 0 else self._level(k, start - 1, lv)
+        base = ln.baseline
+        before = ln.committed if start == 0 else base[start - 1]
         out = hours * ln.rate.cost_per_hour(cur) + churn * abs(cur - prev)
+        out += ask * abs(cur - prev - (base[start] - before))
         if end < built.problem.request.horizon_periods:
-            out += churn * abs(self._level(k, end, lv) - cur)
+            nxt = self._level(k, end, lv)
+            out += churn * abs(nxt - cur) + ask * abs(nxt - cur - (base[end] - base[end - 1]))
         return out
 
     def _engagement_ok(self, j: int, ks: list[int], start: int, lv: NDArray[np.float64]) -> bool:

@@ -137,6 +137,7 @@ def worker_env(
         "internal_cost",
         "demand_cv",
         "understaffing_penalty_per_fte_hour",
+        "request_cost_per_fte",
     ):
         env[f"FLEXFORCE_POLICY_{name.upper()}"] = str(getattr(prices, name))
     if prices.budget_cap is not None:

@@ -47,6 +47,7 @@ def allocator_policy(scenario: Scenario) -> Policy:
         level_change_hours=w.level_change_hours,
         demand_cv=w.demand_cv,
         understaffing_penalty_per_fte_hour=w.understaffing_penalty_per_fte_hour,
+        request_cost_per_fte=w.request_cost_per_fte,
     )
 
 

@@ -222,6 +222,14 @@ class PolicyWeights(_Strict):
         "hour); above the dearest source's rate it makes the target a floor (staff to target). "
         "Only the planner sees it: outcomes are scored on service achieved.",
     )
+    request_cost_per_fte: float = Field(
+        0.0,
+        ge=0,
+        description="Price of each FTE asked of a provider beyond its committed + pending "
+        "level (allocator Policy.request_cost_per_fte): damps plans that re-ask providers "
+        "hour after hour. Only the planner sees it: the outcome counts churn on the capacity "
+        "really in place, for every policy alike.",
+    )
 
 
 class PlanningSpec(_Strict):

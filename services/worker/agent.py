@@ -105,6 +105,7 @@ def planner_policy(settings: Settings) -> Policy:
         internal_cost=cast(InternalCost, settings.policy_internal_cost),
         demand_cv=settings.policy_demand_cv,
         understaffing_penalty_per_fte_hour=settings.policy_understaffing_penalty_per_fte_hour,
+        request_cost_per_fte=settings.policy_request_cost_per_fte,
     )
 
 
