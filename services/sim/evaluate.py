@@ -31,6 +31,7 @@ from services.domain import PlannerConfig
 from services.sim.controllers import Controller, PlannerController, ReactiveController
 from services.sim.demand import DemandTrace, load_demand
 from services.sim.loop import LoopResult, allocator_policy, build_world, run_loop
+from services.sim.quiet import QuietPolicy
 from services.sim.scenario import Scenario
 
 __all__ = ["POLICIES", "EvalResult", "evaluate", "planner_config", "render", "to_json"]
@@ -150,12 +151,14 @@ def _controller(name: str, scenario: Scenario, world: Any) -> Controller:
     p = scenario.planning
     policy: Any
     if name == "optimiser":
-        policy = OptimiserPolicy(
-            SolverOptions(
-                backend=p.solver_backend,
-                time_limit_s=p.solver_time_limit_s,
-                relative_gap=p.relative_gap,
-                compute_marginals=False,
+        policy = QuietPolicy(
+            OptimiserPolicy(
+                SolverOptions(
+                    backend=p.solver_backend,
+                    time_limit_s=p.solver_time_limit_s,
+                    relative_gap=p.relative_gap,
+                    compute_marginals=False,
+                )
             )
         )
     elif name == "greedy":

@@ -36,6 +36,7 @@ from allocator.policies import GreedyPolicy, OptimiserPolicy
 from allocator.policies.base import AllocationPolicy
 from services.domain import DomainProcessor
 from services.sim.controllers import PlannerController
+from services.sim.quiet import QuietPolicy
 from services.sim.scenario import Scenario
 
 __all__ = [
@@ -326,12 +327,14 @@ def planning_policy(scenario: Scenario, name: str = "optimiser") -> AllocationPo
         return GreedyPolicy()
     if name != "optimiser":
         raise ValueError(f"what-if plans with optimiser or greedy, not {name!r}")
-    return OptimiserPolicy(
-        SolverOptions(
-            backend=p.solver_backend,
-            time_limit_s=p.solver_time_limit_s,
-            relative_gap=p.relative_gap,
-            compute_marginals=False,
+    return QuietPolicy(
+        OptimiserPolicy(
+            SolverOptions(
+                backend=p.solver_backend,
+                time_limit_s=p.solver_time_limit_s,
+                relative_gap=p.relative_gap,
+                compute_marginals=False,
+            )
         )
     )
 
