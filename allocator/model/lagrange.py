@@ -240,7 +240,7 @@ def lagrangian_bound(
             results[k] = res
             return res
         left = deadline - time.perf_counter()
-        waiting = max(1, sum(1 for r in results if r is None))
+        waiting = max(1, sum(1 for j in range(n) if results[j] is None and split[j] > 0))
         share = max(0.02, left * min(threads, waiting) / waiting)
         if root_only or block_limit_s is not None:
             # A root ends by itself (and a small block soon): let it, so blocks give their

@@ -227,7 +227,7 @@ class LinearProgram:
         var.ids.extend(range(len(vs)))
         var.lower_bounds.extend(lb[vs].tolist())
         var.upper_bounds.extend(ub[vs].tolist())
-        var.integers.extend(np.asarray(self.integer, dtype=bool)[vs].tolist())
+        var.integers.extend([self.integer[int(v)] for v in vs])
         c = cost[vs]
         nz = np.flatnonzero(c)
         model.objective.linear_coefficients.ids.extend(nz.tolist())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
 from allocator.model.build import Built, Line, build_model, cover_value, with_aux
 from allocator.model.lagrange import (
+    BOUND_LINK_ROWS,
     Decomposition,
     LagrangeResult,
+    coarse_block_bounds,
     decompose,
     lagrangian_bound,
 )
@@ -58,12 +61,26 @@ SEARCH_SHARE = 0.4
 DECOMPOSE_MIN_INTEGERS = 200
 """Below this many integers the full MIP closes the gap faster than the decomposition and
 search stages (S, 21 integers: 0.1 s straight to the MIP, 0.4 s through them)."""
-LAGRANGE_SHARE = 0.45
-"""Share of the time left after the LP that the Lagrangian bound may take."""
+LAGRANGE_SHARE = 0.85
+"""Share of the time left after the LP that the Lagrangian bound may take (a cap: at M it
+finishes in a few seconds; at L it uses it, and more bound beat the block search there, which
+saved 0-2k of 5.38M in that time)."""
 LAGRANGE_MIN_S = 0.3
 """Time that must be left after the LP for the Lagrangian stage to run."""
+LAGRANGE_BLOCK_LIMIT_S = 0.02
+"""Floor of one (skill, segment) block MIP's time limit in the Lagrangian bound (above it, an
+equal share of the time left). Why a floor and not run-to-end: at L, 10 s on one thread gave
+15.6k over the LP with every block run to its end (the most fractional take 0.1-0.4 s), 35k
+with a 0.05 s floor and 44k with 0.02 s: a cut-short block keeps most of its gain in its root
+bound. The floor is for short limits (M at 2 s: slices of ~4 ms would finish none)."""
 LAGRANGE_GAP_SHARE = 0.1
 """The Lagrangian blocks together close to this share of the target gap (absolute)."""
+RETIER_LEFT = 2.5
+"""The re-tiered rounding (``_retier``) runs when the time left is at least this multiple of
+what the LP and the rounding took (it costs about as much as they did; at M with a 2 s limit
+it left no time for the bound, and its fixed LP, cut short, came back 23x dearer)."""
+NEIGHBOURHOOD_SECONDS_PER_VAR = 4e-4
+"""Floor of a neighbourhood MIP's time per free variable (M ~0.9 s, L ~4 s; see ``improve``)."""
 NEIGHBOURHOOD_SHARE = 0.7
 """Share of the time left that the block neighbourhood search may take."""
 DEFINITIONS = frozenset({"outsourced_total"})
@@ -343,14 +360,23 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 if not rounded.has_solution:
                     rounded = mip(time_limit_s=max(left(), round_limit), lb=rlb, ub=rub)
                     stages.append(_stage("round_mip", rounded))
+                big = lp.num_integer >= DECOMPOSE_MIN_INTEGERS
+                far = not rounded.has_solution or (
+                    _gap(rounded.objective, bound, fixed) > opts.relative_gap
+                )
+                spent = relaxed.wall_time_s + rounded.wall_time_s
+                if big and far and rounded.has_solution and left() >= RETIER_LEFT * spent:
+                    again = _retier(built, rows, rounded, left())
+                    stages.append(again[3])
+                    if again[0] is not None and again[0].objective < rounded.objective:
+                        rounded, rlb, rub = again[0], again[1], again[2]
                 dec = decompose(lp, rows)
                 lag: LagrangeResult | None = None
                 far = not rounded.has_solution or (
                     _gap(rounded.objective, bound, fixed) > opts.relative_gap
                 )
-                big = lp.num_integer >= DECOMPOSE_MIN_INTEGERS
                 if relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S and far and big:
-                    bound, line, lag = _lagrange(built, dec, relaxed, opts, left(), bound)
+                    bound, line, lag = _lagrange(built, dec, rows, relaxed, opts, left(), bound)
                     stages.append(line)
                 if rounded.has_solution:
                     best = rounded
@@ -393,6 +419,43 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     return Outcome(
         with_aux(built, best.values), best.objective, bound, status, elapsed, stages, rows
     )
+
+
+def _retier(
+    built: Built, rows: list[int], rounded: LpResult, limit: float
+) -> tuple[LpResult | None, NDArray[np.float64], NDArray[np.float64], str]:
+    """The rounded plan's tier switches fixed, the LP again, and its levels rounded again.
+
+    Why: the LP prices a discounted line along the chord of its tiered cost over the level's
+    whole range (the open last tier's big-M is the line's upper bound, far above the levels
+    plans use), so its levels are placed as if every line earned part of its discount, and
+    rounding them keeps that misplacement. With the switches fixed each line's price is exact
+    and the LP re-places the levels; rounding those gave M 1,143k → 1,141k and L 5,390k →
+    5,380k for one LP and one fixed LP. (Fixing engagement as well was no better; a second
+    round changed no switch.) Returns the new plan (None when the LP failed), its rounded
+    bounds and a stage line.
+    """
+    lp = built.lp
+    t0 = time.perf_counter()
+    lb = np.asarray(lp.lb, dtype=np.float64)
+    ub = np.asarray(lp.ub, dtype=np.float64)
+    zs = [z for line in built.lines for seg in line.tier_on for z in seg]
+    if not zs:
+        return None, lb, ub, "retier:no tier switches"
+    lb[zs] = ub[zs] = np.round(rounded.values[zs])
+    relaxed = lp.solve(LP_BACKEND, rows, time_limit_s=limit, relax=True, lb=lb, ub=ub)
+    rlb, rub = lb, ub
+    plan: LpResult | None = None
+    if relaxed.status == "optimal":
+        rlb, rub = _rounded_bounds(built, relaxed.values)
+        flb, fub = _all_fixed(built, relaxed.values, rlb, rub)
+        res = lp.solve(
+            LP_BACKEND, rows, time_limit_s=max(0.05, limit - relaxed.wall_time_s), lb=flb, ub=fub
+        )
+        plan = res if res.status == "optimal" else None
+    obj = f"{plan.objective:,.0f}" if plan is not None else "-"
+    line = f"retier:{relaxed.status}:{relaxed.objective:,.0f}:{obj}:{time.perf_counter() - t0:.2f}s"
+    return plan, rlb, rub, line
 
 
 def _search(
@@ -462,6 +525,7 @@ def _neighbourhood(
         seed=opts.seed,
         prices=lag.prices if lag is not None else None,
         block_bounds=lag.block_bounds if lag is not None else None,
+        seconds_per_var=NEIGHBOURHOOD_SECONDS_PER_VAR,
     )
     objective = best.objective - res.saved
     line = (
@@ -488,34 +552,42 @@ def _neighbourhood(
 def _lagrange(
     built: Built,
     dec: Decomposition,
+    rows: list[int],
     relaxed: LpResult,
     opts: SolverOptions,
     left: float,
     bound: float,
 ) -> tuple[float, str, LagrangeResult]:
-    """The Lagrangian bound at the LP's duals (``model/lagrange.py``).
+    """The Lagrangian bound at the LP's duals (``model/lagrange.py``), over (skill, segment)
+    blocks (``BOUND_LINK_ROWS``), each block MIP run to its end in order.
 
-    Takes ``LAGRANGE_SHARE`` of the time left; the blocks together close to
-    ``LAGRANGE_GAP_SHARE`` of the target gap, so the bound is not chased past what the target
-    needs. (The blocks' own integer levels were tried as a plan and were worse than the
-    rounded LP: M 1,148k vs 1,143k with every block closed, far worse when blocks stop early.)
+    Takes up to ``LAGRANGE_SHARE`` of the time left (it stops when every block is done: M
+    ~3 s on 2 threads); the blocks together close to ``LAGRANGE_GAP_SHARE`` of the target gap,
+    so the bound is not chased past what the target needs. The result's ``block_bounds`` are
+    summed per block of ``dec`` (the segment blocks the neighbourhood search visits). (The
+    blocks' own integer levels were tried as a plan and were worse than the rounded LP: M
+    1,148k vs 1,143k with every block closed, far worse when blocks stop early.)
     """
     fixed = fixed_cost(built)
     gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective - fixed)
+    fine = decompose(built.lp, rows, BOUND_LINK_ROWS)
     lag = lagrangian_bound(
         built.lp,
-        dec,
+        fine,
         relaxed,
         backend=opts.backend,
         deadline=time.perf_counter() + LAGRANGE_SHARE * left,
         absolute_gap=gap,
         threads=opts.threads,
         seed=opts.seed,
+        block_limit_s=LAGRANGE_BLOCK_LIMIT_S,
     )
     line = (
         f"lagrange:{lag.closed}/{lag.blocks} blocks closed:{lag.bound:,.0f}:{lag.wall_time_s:.2f}s"
     )
-    return max(bound, lag.bound), line, lag
+    # The neighbourhood search ranks the coarse (segment) blocks it re-optimises.
+    coarse = dataclasses.replace(lag, block_bounds=coarse_block_bounds(built.lp, dec, fine, lag))
+    return max(bound, lag.bound), line, coarse
 
 
 def _stage(name: str, res: LpResult) -> str:
