@@ -193,19 +193,17 @@ def _providers(state: DomainState, as_of: datetime, notes: list[str]) -> dict[st
     return out
 
 
-def _publication_lag(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> float:
+def _publication_lag(state: DomainState, cfg: PlannerConfig) -> float:
     """Hours from ``as_of`` until this plan's requests can reach providers, at most.
 
     A plan starts at ``as_of`` (the clock, rounded up to a period), but the worker publishes
     its requests when its watermark (the newest event time) is up to the allowed lateness
-    plus one still-open volume interval ahead of the clock. The bound, not the watermark
-    itself: the watermark depends on how input was batched, and decisions must not.
+    plus one still-open volume interval ahead. The bound is taken whole: the watermark depends
+    on how input was batched and the clock at which a plan is made on how it was delivered,
+    and the decisions must depend on neither (only on ``as_of`` and the inputs).
     """
-    if state.clock is None:
-        return 0.0
     interval = max((q.interval_minutes for q in state.catalogue.active_queues()), default=0)
-    ahead = cfg.lateness + timedelta(minutes=interval)
-    return max(0.0, (state.clock + ahead - as_of).total_seconds() / 3600.0)
+    return (cfg.lateness + timedelta(minutes=interval)).total_seconds() / 3600.0
 
 
 def _from_publication(providers: dict[str, Provider], lag_h: float) -> dict[str, Provider]:
@@ -273,7 +271,7 @@ def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> Bu
                 f"inside the {horizon_hours:g} h horizon, so no plan can scale it up "
                 "(lengthen the horizon to use it)"
             )
-    providers = _from_publication(providers, _publication_lag(state, cfg, as_of))
+    providers = _from_publication(providers, _publication_lag(state, cfg))
     levels = _levels(state, request, providers, notes)
 
     by_provider: dict[str, set[str]] = {}

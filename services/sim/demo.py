@@ -241,6 +241,22 @@ class WorkerProcess:
             await asyncio.sleep(0.3)
         raise DemoError(f"worker not ready after {timeout:.0f} s; its log:\n{self.log_tail()}")
 
+    async def handled(self) -> int | None:
+        """Input events the worker's domain agent has handled (``/ready``), None if unknown."""
+        return await asyncio.to_thread(self._handled)
+
+    def _handled(self) -> int | None:
+        url = f"http://127.0.0.1:{self.web_port}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                body = json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:  # 503 while not ready: the body still counts
+            body = json.loads(exc.read() or b"null")
+        except (OSError, ValueError):
+            return None
+        count = (body or {}).get("events_handled")
+        return None if count is None else int(count)
+
     async def domain(self, name: str) -> dict[str, Any] | None:
         status, body = await asyncio.to_thread(self.get, "/domains")
         if status != 200 or not body:
@@ -468,12 +484,14 @@ async def run_demo(
                 for i in range(first):
                     history += world.ops.volumes(i, {})
                 await publisher.publish_many(history)
+                published = len(history)
                 backfill_end = trace.start + first * interval
                 await _wait_clock(
                     worker, sc.domain, backfill_end, view, refresh, timeout=300, slack=interval
                 )
                 await publisher.publish_many(catalogue.contracts.values())
-                await _wait_applied(worker, sc.domain, view, refresh)
+                published += len(catalogue.contracts)
+                await _wait_handled(worker, published, view, refresh)
                 # ---- the closed loop, in rounds ----
                 per_round = max(1, round_minutes // trace.interval_minutes)
                 last = min(trace.length, trace.index(sc.end))
@@ -518,9 +536,11 @@ async def run_demo(
                         ops_end = end
                     events.sort(key=lambda e: (e.time, e.id))
                     await publisher.publish_many(events)
+                    published += len(events)
                     await _wait_clock(
                         worker, sc.domain, ops_end, view, refresh, timeout=120, slack=interval
                     )
+                    await _wait_handled(worker, published, view, refresh)
                     sent = await asyncio.to_thread(worker.events_out)
                     for event in await reader.drain_until(sent or {}):
                         dead_letters += isinstance(event, DeadLetter)
@@ -593,21 +613,33 @@ async def _wait_clock(
         delay = min(0.2, delay * 1.5)
 
 
-async def _wait_applied(
-    worker: WorkerProcess, domain: str, view: LiveState, refresh: Callable[[], None]
+async def _wait_handled(
+    worker: WorkerProcess,
+    published: int,
+    view: LiveState,
+    refresh: Callable[[], None],
+    timeout: float = 120.0,
 ) -> None:
-    """Until the worker applied what was published (no event time passes: the contracts are
-    older than the watermark, applied at the clock)."""
-    before = None
-    for _ in range(300):
-        found = await worker.domain(domain)
-        applied = (found or {}).get("applied", 0) + (found or {}).get("pending", 0)
-        if before is not None and applied == before:
+    """Until the worker's domain agent has handled every event published so far.
+
+    The agent stores a batch's state (and so its clock) only after the batch's plans are made
+    and their outputs handed to the producer, and counts the batch last: once the count covers
+    what was published, nothing of the round is still being planned, and the worker's
+    ``flexforce_events_out_total`` is final for it. Waiting for the clock alone let a plan
+    still in progress at the round's end send its request a round late."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        worker.check()
+        handled = await worker.handled()
+        if handled is not None and handled >= published:
             return
-        before = applied
-        await asyncio.sleep(0.3)
-    view.note = "contracts: worker slow to apply"
-    refresh()
+        if time.monotonic() > deadline:
+            view.note = f"worker handled {handled} of {published} events; going on"
+            refresh()
+            return
+        await asyncio.sleep(delay)
+        delay = min(0.2, delay * 1.5)
 
 
 def _observe(
