@@ -373,6 +373,8 @@ class OutputReader:
         self.seen: Counter[str] = Counter()
         """Events read since the start, by event type."""
         self.late_rounds = 0
+        self.ids: set[str] = set()
+        """Ids of the events handed on (a re-sent output is read again, with the same id)."""
         """Rounds whose outputs did not all arrive within :meth:`drain_until`'s wait."""
 
     async def start(self) -> None:
@@ -415,8 +417,11 @@ class OutputReader:
             for record in records:
                 outcome = decode_record(record, self.settings.topic_prefix)
                 if isinstance(outcome, Delivered):
-                    out.append(outcome.event)
-                    self.seen[type(outcome.event).event_type] += 1
+                    event = outcome.event
+                    self.seen[type(event).event_type] += 1  # every copy: the worker counts sends
+                    if event.id not in self.ids:  # at least once: repeats dropped by id
+                        self.ids.add(event.id)
+                        out.append(event)
         return out
 
 
