@@ -163,7 +163,7 @@ def _check_unit(name: str, value: float, *, low: float = 0.0, high: float = 1.0)
         raise InvalidInput(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
-def _floats(values: FloatArray) -> list[float]:
+def _floats(values: FloatArray | list[float]) -> list[float]:
     return [float(v) for v in values]
 
 
@@ -411,35 +411,40 @@ class SeasonalProfile(Forecaster):
         per_hour = intervals_per_day / 24.0
         self._level_a = 1.0 - 0.5 ** (1.0 / (level_halflife_hours * per_hour))
         self._decay_step = level_decay ** (1.0 / per_hour)
-        self.wprof: FloatArray = np.zeros(self.week, dtype=np.float64)
-        self.wn: FloatArray = np.zeros(self.week, dtype=np.float64)
-        self.dprof: FloatArray = np.zeros(self.day, dtype=np.float64)
-        self.dn: FloatArray = np.zeros(self.day, dtype=np.float64)
+        # Plain lists, not arrays: every closed interval updates a handful of slots one at a
+        # time (the stream's hot path), where a list element costs a fraction of a numpy
+        # scalar; the vectorised forecast converts them once per call. Same IEEE arithmetic.
+        self.wprof: list[float] = [0.0] * self.week
+        self.wn: list[float] = [0.0] * self.week
+        self.dprof: list[float] = [0.0] * self.day
+        self.dn: list[float] = [0.0] * self.day
         self.lvl_num = 0.0
         self.lvl_den = 0.0
 
     def _raw(self, slots_w: NDArray[np.int64]) -> FloatArray:
         """Shrunk profile at week slots (no smoothing); daily profile, then mean, as fallbacks."""
-        wn = self.wn[slots_w]
+        wn = np.asarray(self.wn, dtype=np.float64)[slots_w]
         slots_d = slots_w % self.day
         mean = self.total / self.n_seen if self.n_seen else 0.0
-        daily = np.where(self.dn[slots_d] > 0, self.dprof[slots_d], mean)
+        dn = np.asarray(self.dn, dtype=np.float64)[slots_d]
+        daily = np.where(dn > 0, np.asarray(self.dprof, dtype=np.float64)[slots_d], mean)
+        wprof = np.asarray(self.wprof, dtype=np.float64)[slots_w]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mixed = (wn * self.wprof[slots_w] + self.shrink * daily) / (wn + self.shrink)
+            mixed = (wn * wprof + self.shrink * daily) / (wn + self.shrink)
         out: FloatArray = np.where(wn > 0, mixed, daily)
         return out
 
     def _raw_at(self, slot_w: int) -> float:
-        """Scalar :meth:`_raw` for the update path (numpy calls on 1-element arrays cost ~30x)."""
+        """Scalar :meth:`_raw` for the update path."""
         d = slot_w % self.day
         if self.dn[d] > 0:
-            daily = float(self.dprof[d])
+            daily = self.dprof[d]
         else:
             daily = self.total / self.n_seen if self.n_seen else 0.0
-        wn = float(self.wn[slot_w])
+        wn = self.wn[slot_w]
         if wn <= 0:
             return daily
-        return (wn * float(self.wprof[slot_w]) + self.shrink * daily) / (wn + self.shrink)
+        return (wn * self.wprof[slot_w] + self.shrink * daily) / (wn + self.shrink)
 
     def _base(self, targets: NDArray[np.int64]) -> FloatArray:
         slots = targets % self.week
@@ -506,10 +511,10 @@ class SeasonalProfile(Forecaster):
         }
 
     def _load(self, data: dict[str, Any]) -> None:
-        self.wprof = _array(data, "wprof", self.week)
-        self.wn = _array(data, "wn", self.week)
-        self.dprof = _array(data, "dprof", self.day)
-        self.dn = _array(data, "dn", self.day)
+        self.wprof = _floats(_array(data, "wprof", self.week))
+        self.wn = _floats(_array(data, "wn", self.week))
+        self.dprof = _floats(_array(data, "dprof", self.day))
+        self.dn = _floats(_array(data, "dn", self.day))
         self.lvl_num = float(data["lvl_num"])
         self.lvl_den = float(data["lvl_den"])
 
