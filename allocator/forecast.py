@@ -57,6 +57,7 @@ from allocator.errors import InvalidInput
 FloatArray = NDArray[np.float64]
 
 DAYS_PER_WEEK: Final = 7
+_INDEX_TYPES: Final = (int, np.integer)
 STATE_VERSION: Final = 1
 """Bumped when a state layout changes; :func:`forecaster_from_state` refuses other versions."""
 
@@ -208,9 +209,10 @@ class Forecaster(ABC):
         (state holds at most a week per slot, so further zeros would only repeat the same
         slots -- this bounds the work of a long outage).
         """
-        if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise InvalidInput(f"index must be an int, got {index!r}")
-        index = int(index)
+        if type(index) is not int:  # the common case skips the slower checks
+            if isinstance(index, bool) or not isinstance(index, _INDEX_TYPES):
+                raise InvalidInput(f"index must be an int, got {index!r}")
+            index = int(index)
         value = float(observed)
         if not math.isfinite(value) or value < 0:
             raise InvalidInput(f"observed arrivals must be finite and >= 0, got {observed!r}")
@@ -458,12 +460,11 @@ class SeasonalProfile(Forecaster):
 
     def _base_at(self, index: int) -> float:
         slot = index % self.week
-        mid = self._raw_at(slot)
+        raw = self._raw_at
         if not self.smooth:
-            return mid
-        prev = self._raw_at((slot - 1) % self.week)
-        nxt = self._raw_at((slot + 1) % self.week)
-        return 0.25 * prev + 0.5 * mid + 0.25 * nxt
+            return raw(slot)
+        week = self.week
+        return 0.25 * raw((slot - 1) % week) + 0.5 * raw(slot) + 0.25 * raw((slot + 1) % week)
 
     def _level(self) -> float:
         if self.lvl_den <= 1e-9:
