@@ -304,21 +304,8 @@ async def preload(settings: Settings, events: Sequence[Event]) -> float:
     await producer.start()
     started = time.perf_counter()
     try:
-        pending: list[asyncio.Future[Any]] = []
-        for event in events:
-            message = encode(event)
-            pending.append(
-                await producer.send(
-                    settings.topic(topic_for(event)),
-                    value=message.value,
-                    key=message.key,
-                    headers=list(message.headers),
-                )
-            )
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        for start in range(0, len(events), 20_000):
+            await _send(producer, settings, events[start : start + 20_000])
     finally:
         await producer.stop()
     return time.perf_counter() - started

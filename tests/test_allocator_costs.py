@@ -16,6 +16,7 @@ from allocator import (
     Demand,
     InvalidInput,
     PendingChange,
+    Plan,
     PlanningRequest,
     Policy,
     Provider,
@@ -120,8 +121,8 @@ def test_uncertain_demand_buys_at_least_the_certain_cover() -> None:
     assert check_plan(risky_problem, risky) == []
 
 
-def _staffed(plan: object, n: int = 6) -> list[float]:
-    return [plan.staffed(t, "q") for t in range(n)]  # type: ignore[attr-defined]
+def _staffed(plan: Plan, n: int = 6) -> list[float]:
+    return [plan.staffed(t, "q") for t in range(n)]
 
 
 def test_understaffing_price_makes_the_sla_target_a_floor() -> None:
@@ -211,13 +212,13 @@ def test_a_plan_pays_for_what_it_asks_beyond_the_pending_changes() -> None:
     assert check_plan(quiet_priced_problem, quiet_priced) == []
 
 
-def _asked(problem: AllocationProblem, plan: object) -> float:
+def _asked(problem: AllocationProblem, plan: Plan) -> float:
     """FTE by which the plan's level steps differ from the baseline's steps."""
     base = problem.baseline_level("v", "net")
     prev = prev_base = problem.committed_level("v", "net")
     out = 0.0
     for t in range(problem.request.horizon_periods):
-        lv = plan.level("v", "net", t)  # type: ignore[attr-defined]
+        lv = plan.level("v", "net", t)
         out += abs(lv - prev - (base[t] - prev_base))
         prev, prev_base = lv, base[t]
     return out

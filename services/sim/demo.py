@@ -198,25 +198,35 @@ class WorkerProcess:
                 start_new_session=True,
             )
 
-    def get(self, path: str, timeout: float = 2.0) -> tuple[int, Any]:
+    def _fetch(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+        """Status and body of a GET on the worker's web port (error bodies too; 0 when it
+        does not answer)."""
         url = f"http://127.0.0.1:{self.web_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, response.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except (OSError, ValueError):
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, Any]:
+        """Status and JSON body of a GET; the body is None unless the status is a success."""
+        status, raw = self._fetch(path, timeout)
+        if not 200 <= status < 300:
+            return status, None
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
             return 0, None
 
     def events_out(self) -> dict[str, int] | None:
         """Decision events the worker has handed to its producer, by event type (its
         ``flexforce_events_out_total`` counter); None when ``/metrics`` does not answer."""
-        url = f"http://127.0.0.1:{self.web_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:
-                text = response.read().decode()
-        except (OSError, ValueError):
+        status, raw = self._fetch("/metrics")
+        if status != 200:
             return None
+        text = raw.decode(errors="replace")
         return {match[1]: int(float(match[2])) for match in _EVENTS_OUT_SAMPLE.finditer(text)}
 
     def alive(self) -> bool:
@@ -246,13 +256,10 @@ class WorkerProcess:
         return await asyncio.to_thread(self._handled)
 
     def _handled(self) -> int | None:
-        url = f"http://127.0.0.1:{self.web_port}/ready"
+        status, raw = self._fetch("/ready")  # 503 while not ready: its body still counts
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:
-                body = json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:  # 503 while not ready: the body still counts
-            body = json.loads(exc.read() or b"null")
-        except (OSError, ValueError):
+            body = json.loads(raw or b"null") if status else None
+        except ValueError:
             return None
         count = (body or {}).get("events_handled")
         return None if count is None else int(count)

@@ -24,15 +24,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from allocator import AllocationProblem, Plan, SolverOptions
-from allocator.policies import GreedyPolicy, OptimiserPolicy, StaticMode, StaticPolicy
+from allocator import AllocationProblem, Plan
+from allocator.policies import GreedyPolicy, StaticMode, StaticPolicy
 from allocator.policies.reactive import ReactivePolicy
 from services.domain import PlannerConfig
 from services.sim.controllers import Controller, PlannerController, ReactiveController
 from services.sim.demand import DemandTrace, load_demand
 from services.sim.loop import LoopResult, allocator_policy, build_world, run_loop
-from services.sim.quiet import QuietPolicy
 from services.sim.scenario import Scenario
+from services.sim.whatif import planning_policy
 
 __all__ = ["POLICIES", "EvalResult", "evaluate", "planner_config", "render", "to_json"]
 
@@ -148,19 +148,9 @@ def _controller(name: str, scenario: Scenario, world: Any) -> Controller:
             default_aht={q.id: q.default_handle_time_s for q in scenario.queues},
             domain=scenario.domain,
         )
-    p = scenario.planning
     policy: Any
     if name == "optimiser":
-        policy = QuietPolicy(
-            OptimiserPolicy(
-                SolverOptions(
-                    backend=p.solver_backend,
-                    time_limit_s=p.solver_time_limit_s,
-                    relative_gap=p.relative_gap,
-                    compute_marginals=False,
-                )
-            )
-        )
+        policy = planning_policy(scenario)
     elif name == "greedy":
         policy = GreedyPolicy()
     elif name == "static":
