@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,16 @@ async def accounted(
         raise AssertionError(f"{exc}; last state {last}") from None
 
 
+def requests_seen(watch: TopicWatch) -> Callable[[], Awaitable[bool]]:
+    """A check for ``wait_for``: has any capacity request reached its topic yet?"""
+
+    async def seen() -> bool:
+        await watch.poll(100)
+        return bool(watch.requests())
+
+    return seen
+
+
 async def finish(
     worker: WorkerProcess,
     watch: TopicWatch,
@@ -151,6 +161,9 @@ async def test_a_killed_worker_restarts_without_losing_input_or_repeating_a_requ
                 # caught up first, so what is re-read after the kill is what was in flight —
                 # not 30 hours of this accelerated stream, older than the dedupe window
                 await accounted(worker, watch, DOMAIN, published + len(provider.answered), 30)
+                # and its plans out: the solver runs behind the inputs (a slow CI machine took
+                # longer than these 36 accelerated hours for the first provider-aware plan)
+                await wait_for(requests_seen(watch), 60, "a capacity request before the kill")
                 worker.kill()  # mid-stream: no goodbye, no commit, no flush
                 killed_at = watch.requests()[:]
             if hour == 44:
