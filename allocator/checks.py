@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from allocator.changes import line_steps
 from allocator.costing import all_lines, cover_of, plan_costs
 from allocator.demand import StreamRequirement, stream_requirements
 from allocator.domain import RESTRICTED_CLEARANCE, AllocationProblem
@@ -249,18 +250,26 @@ def _check_levels(problem: AllocationProblem, plan: Plan, out: list[Violation]) 
 
 
 def _check_changes(problem: AllocationProblem, plan: Plan, out: list[Violation]) -> None:
-    """The change list matches the level steps, and new requests respect lead time/notice."""
+    """The change list is what the providers must be told (:mod:`allocator.changes`: the
+    level steps, and the revisions of pending steps the plan does not follow), and new
+    requests respect lead time/notice."""
     req = problem.request
     levels = _levels(plan)
     expected: set[tuple[str, str, int, float, float]] = set()
     for prov in problem.providers:
         for r in prov.contract.rates:
-            prev = problem.committed_level(prov.id, r.skill)
-            for t in range(req.horizon_periods):
-                cur = _level(levels, prov.id, r.skill, t)
-                if abs(cur - prev) > 1e-9:
-                    expected.add((prov.id, r.skill, t, round(prev, 6), round(cur, 6)))
-                prev = cur
+            path = [_level(levels, prov.id, r.skill, t) for t in range(req.horizon_periods)]
+            steps = line_steps(
+                problem.committed_level(prov.id, r.skill),
+                problem.baseline_level(prov.id, r.skill),
+                path,
+                req.hours_to_periods(prov.contract.ramp_up_hours),
+                req.hours_to_periods(prov.contract.ramp_down_notice_hours),
+            )
+            for step in steps:
+                expected.add(
+                    (prov.id, r.skill, step.period, round(step.from_fte, 6), round(step.to_fte, 6))
+                )
     listed: set[tuple[str, str, int, float, float]] = set()
     for ch in plan.changes:
         key = (
@@ -291,7 +300,7 @@ def _check_changes(problem: AllocationProblem, plan: Plan, out: list[Violation])
         if ch.request_by_period > ch.effective_period - lead:
             out.append(Violation(kind, ent, ch.effective_period, "request_by_period too late"))
     for key in sorted(expected - listed):
-        out.append(Violation("changes", f"{key[0]}/{key[1]}", key[2], "level step not listed"))
+        out.append(Violation("changes", f"{key[0]}/{key[1]}", key[2], "change not listed"))
     for key in sorted(listed - expected):
         out.append(Violation("changes", f"{key[0]}/{key[1]}", key[2], "listed change not a step"))
 

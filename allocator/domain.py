@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 
@@ -42,6 +42,8 @@ RESTRICTED_CLEARANCE = "restricted"
 """Clearance a team needs to take restricted work."""
 
 _EPS = 1e-9
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""Origin of the level-change block grid (``Policy.level_change_hours``)."""
 
 
 def _fail(obj: str, msg: str) -> InvalidInput:
@@ -469,8 +471,11 @@ class Policy:
     * ``quality_penalty_per_fte_hour``: × (1 − quality score), steers work to better providers.
     * ``max_occupancy``: Erlang staffing occupancy cap.
     * ``level_change_hours``: provider contract-line levels (and engagement) change only at
-      block boundaries this many hours apart, counted from as-of (default a shift, 8 h), and
-      additionally where a lead-time/notice window ends or a pending change takes effect.
+      block boundaries this many hours apart on a fixed clock grid (from 1970-01-01 00:00 UTC:
+      00:00, 08:00 and 16:00 UTC for the default shift of 8 h), and additionally at period 0,
+      where a lead-time/notice window ends or a pending change takes effect. A fixed grid, not
+      one counted from as-of: consecutive plans then share their block starts — counted from
+      as-of, a plan made an hour later moved every ramp by an hour and re-asked for it.
       Outsourcing contracts are not re-sized hourly; holding a level for a block is also what
       keeps the optimiser's integer decisions few. Assignments stay per period. A value at or
       below the period length means levels may change every period.
@@ -767,8 +772,9 @@ class AllocationProblem:
     def level_segments(self, provider_id: str) -> tuple[tuple[int, int], ...]:
         """Half-open period ranges ``[start, end)`` over which a provider's levels are constant.
 
-        Boundaries: every ``Policy.level_change_hours`` (in whole periods, at least 1) from
-        period 0, the end of the ramp-up and of the notice window, and every pending change's
+        Boundaries: period 0, every ``Policy.level_change_hours`` (in whole periods, at least
+        1) on the clock grid counted from the Unix epoch (see :class:`Policy`), the end of the
+        ramp-up and of the notice window, and every pending change's
         effective period of any of the provider's lines. Inside a segment the baseline and the
         window status are therefore constant, so lead time, notice and pending changes hold
         per period exactly when they hold at the segment's start. Every policy's plan can be
@@ -778,7 +784,8 @@ class AllocationProblem:
         horizon = req.horizon_periods
         step = max(1, req.hours_to_periods(self.policy.level_change_hours))
         prov = self.provider(provider_id)
-        cuts = set(range(0, horizon, step))
+        since_epoch = (req.as_of - _EPOCH) // timedelta(minutes=req.period_minutes)
+        cuts = {0, *range(-since_epoch % step, horizon, step)}
         cuts.add(req.hours_to_periods(prov.contract.ramp_up_hours))
         cuts.add(req.hours_to_periods(prov.contract.ramp_down_notice_hours))
         for lv in self.levels:

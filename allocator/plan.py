@@ -30,6 +30,8 @@ class ReasonCode(StrEnum):
     """Shifting volume between sources (e.g. into a cheaper tier or provider) lowers cost."""
     PENDING_CHANGE = "pending_change"
     """A change requested earlier that the plan honours."""
+    PENDING_REVISED = "pending_revised"
+    """A change requested earlier no longer fits: the plan keeps another level from then."""
     CONTRACT_MINIMUM = "contract_minimum"
     """The level is held at the contract's minimum while the provider is engaged."""
     CONTRACT_MAXIMUM = "contract_maximum"

@@ -163,8 +163,9 @@ def deliver(
     outcome = Outcome()
     calls = 0
     queue_: list[Sequence[Inbound]] = list(batches)
-    while queue_:
-        batch = queue_.pop(0)
+    answers: list[Sequence[Inbound]] = []  # delivered before the next batch, in answer order
+    while answers or queue_:
+        batch = answers.pop(0) if answers else queue_.pop(0)
         outcome.delivered += batch
         result = proc.ingest(batch)
         while True:
@@ -175,7 +176,7 @@ def deliver(
             if on_output is not None:
                 extra = on_output(out, proc)
                 if extra:
-                    queue_.insert(0, extra)
+                    answers.append(extra)
             calls += 1
             if calls in restore_at:
                 proc = restored(proc)

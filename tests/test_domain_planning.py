@@ -6,10 +6,14 @@ policy for speed and the optimiser where the choice of provider matters.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from allocator import SolverOptions
+import pytest
+
+from allocator import CapacityChange, SolverOptions
 from allocator.policies import OptimiserPolicy
 from schemas import (
     AllocationLogged,
@@ -23,7 +27,12 @@ from schemas import (
     SourceKind,
 )
 from schemas.signing import sign_response
+from services.domain.decisions import decision_events
+from services.domain.responses import Line, Request, RequestStatus
+from services.domain.state import DomainState
+from services.domain.triggers import Trigger, TriggerKind
 from tests.test_domain_support import (
+    DOMAIN,
     SKILL,
     T0,
     Driver,
@@ -254,7 +263,14 @@ def test_no_answer_by_respond_by_is_treated_as_rejected() -> None:
 
 def test_a_partial_confirmation_commits_the_confirmed_level_and_caps_the_line() -> None:
     d = spiked()
-    ups = [r for r in requests(d.outputs) if r.provider_id == "cheap" and r.target_fte >= 2]
+    book = d.proc.state.providers.requests
+    ups = [
+        r
+        for r in requests(d.outputs)
+        if r.provider_id == "cheap"
+        and r.target_fte >= 2
+        and book[r.request_id].status.value == "outstanding"  # not revised by a later plan
+    ]
     request = ups[0]
     confirmed = request.current_fte + 1.0
     out = answer(d, request, ResponseStatus.PARTIAL, confirmed=confirmed)
@@ -377,3 +393,63 @@ def test_a_keyed_provider_must_sign_its_responses() -> None:
     assert d.steps[-1].refused == []
     assert d.proc.state.providers.requests[first.request_id].status.value == "accepted"
     assert logs(answer_out, "request.accepted")
+
+
+@pytest.mark.parametrize(
+    ("accepted_first", "plan_from", "wanted", "current"),
+    [
+        # a pending step lowers the line from 8 to 2 at t; the plan has 8 there (10 before)
+        (False, 10.0, 8.0, 2.0),
+        # 2 at t was accepted, then 8 at t asked (pending); the plan wants 2 again
+        (True, 8.0, 2.0, 8.0),
+    ],
+)
+def test_a_change_is_requested_against_the_level_the_line_has_at_its_time(
+    accepted_first: bool, plan_from: float, wanted: float, current: float
+) -> None:
+    """The level a provider will deliver at ``t`` unless asked otherwise counts a change
+    effective at ``t`` itself (the latest made). Compared with the level just before ``t``, or
+    with any change ever recorded for ``t``, both cases were dropped as "nothing new" and the
+    unwanted level came into force (seen in the closed loop: a queue left at 2 of 8 FTE)."""
+    cfg = config()
+    t = T0 + timedelta(hours=20)
+    state = DomainState(DOMAIN)
+    book = state.providers
+    book.lines[("cheap", SKILL)] = Line(committed=8.0)
+
+    def ask(rid: str, fte: float) -> None:
+        book.record_request(Request(rid, "cheap", SKILL, "p0", 8.0, fte, t, t, T0))
+
+    ask("r1", 2.0)
+    if accepted_first:
+        book.lines[("cheap", SKILL)].changes[0].accepted = True
+        book.requests["r1"].status = RequestStatus.ACCEPTED
+        ask("r2", 8.0)
+    change = CapacityChange(
+        provider_id="cheap",
+        skill=SKILL,
+        direction="up" if wanted > plan_from else "down",
+        from_fte=plan_from,
+        to_fte=wanted,
+        effective_period=20,
+        effective_at=t,
+        request_by_period=8,
+        reasons=(),
+    )
+    trigger = Trigger(
+        kind=TriggerKind.INTERVAL_CLOSED,
+        reasons=(TriggerKind.INTERVAL_CLOSED,),
+        urgent=False,
+        at=T0,
+        as_of=T0,
+        plan_id="plan-1",
+        seq=1,
+    )
+    plan: Any = SimpleNamespace(changes=(change,))
+    out = decision_events(plan, trigger, state, cfg)
+    (sent,) = requests(out.events)
+    assert (sent.current_fte, sent.target_fte, sent.effective_at) == (current, wanted, t)
+    assert book.lines[("cheap", SKILL)].level_at(t) == wanted
+    # asked again, nothing more goes out: the line has that level at t now
+    again = decision_events(plan, replace(trigger, plan_id="plan-2"), state, cfg)
+    assert requests(again.events) == []

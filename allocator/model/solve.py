@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from allocator.changes import line_steps
 from allocator.costing import stream_service_rows
 from allocator.demand import stream_requirements
 from allocator.domain import AllocationProblem, SolverOptions
@@ -32,10 +33,10 @@ from allocator.plan import (
     Assignment,
     CapacityChange,
     CostBreakdown,
-    Direction,
     Explanation,
     Plan,
     ProviderLineLevels,
+    ReasonCode,
     SolverStats,
     StreamService,
     sorted_assignments,
@@ -771,37 +772,26 @@ def _levels_and_changes(
         levels.append(ProviderLineLevels(prov.id, line.skill, line.committed, lv))
         up_lead = req.hours_to_periods(prov.contract.ramp_up_hours)
         notice = req.hours_to_periods(prov.contract.ramp_down_notice_hours)
-        prev = line.committed
-        prev_base = line.committed
-        for t, cur in enumerate(lv):
-            base = line.baseline[t]
-            if abs(cur - prev) > 1e-9:
-                direction: Direction = "up" if cur > prev else "down"
-                pending = (
-                    abs(cur - base) < 1e-9
-                    and abs(prev - prev_base) < 1e-9
-                    and (abs(base - prev_base) > 1e-9)
+        for step in line_steps(line.committed, line.baseline, lv, up_lead, notice):
+            t, direction, pending = step.period, step.direction, step.pending
+            lead = up_lead if direction == "up" else notice
+            reasons = change_reasons(built, sol, k, t, direction, pending, explanation.binding)
+            if step.revision and not pending:
+                reasons = (ReasonCode.PENDING_REVISED, *reasons)
+            changes.append(
+                CapacityChange(
+                    provider_id=prov.id,
+                    skill=line.skill,
+                    direction=direction,
+                    from_fte=step.from_fte,
+                    to_fte=step.to_fte,
+                    effective_period=t,
+                    effective_at=req.period_start(t),
+                    request_by_period=0 if pending or not prov.active else max(0, t - lead),
+                    reasons=reasons,
+                    pending=pending,
                 )
-                lead = up_lead if direction == "up" else notice
-                # Inside its window a change can only be the effect of a pending request.
-                pending = pending or t < lead
-                changes.append(
-                    CapacityChange(
-                        provider_id=prov.id,
-                        skill=line.skill,
-                        direction=direction,
-                        from_fte=prev,
-                        to_fte=cur,
-                        effective_period=t,
-                        effective_at=req.period_start(t),
-                        request_by_period=0 if pending or not prov.active else max(0, t - lead),
-                        reasons=change_reasons(
-                            built, sol, k, t, direction, pending, explanation.binding
-                        ),
-                        pending=pending,
-                    )
-                )
-            prev, prev_base = cur, base
+            )
     return levels, changes
 
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
+from allocator.changes import line_steps
 from allocator.costing import EPS, LineKey, plan_costs, service_table
 from allocator.demand import StreamRequirement
 from allocator.domain import AllocationProblem
 from allocator.plan import (
     Assignment,
     CapacityChange,
-    Direction,
     Explanation,
     Plan,
     ProviderLineLevels,
@@ -71,54 +71,55 @@ def capacity_changes(
             key = (prov.id, rate.skill)
             if key not in levels:
                 continue
-            base = problem.baseline_level(*key)
-            prev = prev_base = problem.committed_level(*key)
             skill_demand = demand_by_skill.get(rate.skill, [0.0] * req.horizon_periods)
-            for t, cur in enumerate(levels[key]):
-                if abs(cur - prev) > 1e-9:
-                    direction: Direction = "up" if cur > prev else "down"
-                    lead = up_lead if direction == "up" else notice
-                    pending = (
-                        abs(cur - base[t]) < 1e-9
-                        and abs(prev - prev_base) < 1e-9
-                        and abs(base[t] - prev_base) > 1e-9
-                    ) or (t < lead and prov.active)
-                    reasons: list[ReasonCode] = []
-                    if not prov.active:
-                        reasons.append(ReasonCode.SUSPENDED)
-                    elif pending:
-                        reasons.append(ReasonCode.PENDING_CHANGE)
-                    else:
-                        before = skill_demand[t - 1] if t > 0 else None
-                        if direction == "up" and (before is None or skill_demand[t] > before):
-                            reasons.append(ReasonCode.DEMAND_INCREASE)
-                        elif direction == "down" and (before is None or skill_demand[t] < before):
-                            reasons.append(ReasonCode.DEMAND_DECREASE)
-                        total = sum(
-                            levels.get((prov.id, r.skill), (0.0,) * (t + 1))[t]
-                            for r in prov.contract.rates
-                        )
-                        if prov.contract.min_fte > 0 and abs(total - prov.contract.min_fte) < 1e-6:
-                            reasons.append(ReasonCode.CONTRACT_MINIMUM)
-                        if abs(total - prov.contract.max_fte) < 1e-6:
-                            reasons.append(ReasonCode.CONTRACT_MAXIMUM)
-                        if not reasons:
-                            reasons.append(ReasonCode.COST_SAVING)
-                    out.append(
-                        CapacityChange(
-                            provider_id=prov.id,
-                            skill=rate.skill,
-                            direction=direction,
-                            from_fte=prev,
-                            to_fte=cur,
-                            effective_period=t,
-                            effective_at=req.period_start(t),
-                            request_by_period=0 if pending or not prov.active else max(0, t - lead),
-                            reasons=tuple(reasons),
-                            pending=pending,
-                        )
+            steps = line_steps(
+                problem.committed_level(*key),
+                problem.baseline_level(*key),
+                levels[key],
+                up_lead,
+                notice,
+            )
+            for step in steps:
+                t, direction = step.period, step.direction
+                lead = up_lead if direction == "up" else notice
+                pending = step.honoured or (step.in_window and prov.active)
+                reasons: list[ReasonCode] = []
+                if not prov.active:
+                    reasons.append(ReasonCode.SUSPENDED)
+                elif pending:
+                    reasons.append(ReasonCode.PENDING_CHANGE)
+                else:
+                    if step.revision:
+                        reasons.append(ReasonCode.PENDING_REVISED)
+                    before = skill_demand[t - 1] if t > 0 else None
+                    if direction == "up" and (before is None or skill_demand[t] > before):
+                        reasons.append(ReasonCode.DEMAND_INCREASE)
+                    elif direction == "down" and (before is None or skill_demand[t] < before):
+                        reasons.append(ReasonCode.DEMAND_DECREASE)
+                    total = sum(
+                        levels.get((prov.id, r.skill), (0.0,) * (t + 1))[t]
+                        for r in prov.contract.rates
                     )
-                prev, prev_base = cur, base[t]
+                    if prov.contract.min_fte > 0 and abs(total - prov.contract.min_fte) < 1e-6:
+                        reasons.append(ReasonCode.CONTRACT_MINIMUM)
+                    if abs(total - prov.contract.max_fte) < 1e-6:
+                        reasons.append(ReasonCode.CONTRACT_MAXIMUM)
+                    if not reasons:
+                        reasons.append(ReasonCode.COST_SAVING)
+                out.append(
+                    CapacityChange(
+                        provider_id=prov.id,
+                        skill=rate.skill,
+                        direction=direction,
+                        from_fte=step.from_fte,
+                        to_fte=step.to_fte,
+                        effective_period=t,
+                        effective_at=req.period_start(t),
+                        request_by_period=0 if pending or not prov.active else max(0, t - lead),
+                        reasons=tuple(reasons),
+                        pending=pending,
+                    )
+                )
     return tuple(out)
 
 

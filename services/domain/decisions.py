@@ -2,7 +2,9 @@
 
 Requests go out **only for the difference from what is committed or pending**: a change the
 plan marks ``pending`` (it reproduces a requested or accepted step) is not requested again, nor
-is a change whose level and effective time equal a pending change of the line. Of the new
+is a change to the level the line already has at its effective time (committed, accepted or
+pending, a pending step at that very time included — a plan that keeps the earlier level where
+a pending step would lower it asks to keep it, from that level). Of the new
 changes, those whose latest request period is within ``request_window_periods`` are requested
 now; later ones are decided (``ScalingDecided``) but left for a later plan to request, since
 the forecast will have moved by then. ``respond_by`` = min(effective_at, as_of +
@@ -180,14 +182,11 @@ def _periods(periods: tuple[int, ...]) -> str:
     return ",".join(str(p) for p in periods)
 
 
-def _already_pending(state: DomainState, change: CapacityChange) -> bool:
-    line = state.providers.lines.get((change.provider_id, change.skill))
-    if line is None:
-        return False
-    return any(
-        c.effective_at == change.effective_at and abs(c.fte - change.to_fte) < 1e-9
-        for c in line.changes
-    )
+def _level_at(state: DomainState, provider_id: str, skill: str, moment: datetime) -> float:
+    """The line's level at ``moment`` as things stand: committed, accepted and still pending
+    changes, a change effective at ``moment`` included."""
+    line = state.providers.lines.get((provider_id, skill))
+    return 0.0 if line is None else line.level_at(moment)
 
 
 def _reason_text(change: CapacityChange, requested: bool, trigger: Trigger) -> str:
@@ -215,15 +214,16 @@ def decision_events(
     events: list[AllocationLogged | AllocationPlanned | ScalingDecided | CapacityRequested] = []
     requests: list[Request] = []
     for change in plan.changes:
-        if change.pending or _already_pending(state, change):
-            continue
         key = (change.provider_id, change.skill)
         eff = change.effective_at
+        # What the provider will deliver at ``eff`` unless asked otherwise — the level at
+        # ``eff``, a pending change effective then included: a plan that keeps the level from
+        # before ``eff`` where a pending step lowers it must ask to keep it.
+        current = _level_at(state, *key, eff)
+        if change.pending or abs(current - change.to_fte) <= 1e-9:
+            continue  # requested or committed already
         decision_id = derive_id("decision", trigger.plan_id, *key, iso(eff))
-        line = state.providers.lines.get(key)
-        current = line.level_before(eff) if line is not None else 0.0
-        due_now = change.request_by_period <= cfg.request_window_periods
-        requested = due_now and abs(current - change.to_fte) > 1e-9
+        requested = change.request_by_period <= cfg.request_window_periods
         events.append(
             ScalingDecided(
                 id=derive_id("event", decision_id),

@@ -126,7 +126,18 @@ class Line:
                 level = change.fte
         return level
 
+    def level_at(self, moment: datetime) -> float:
+        """Expected level at ``moment``: as :meth:`level_before`, and a change effective at
+        ``moment`` itself counts too (of several at one time, the latest made)."""
+        level = self.committed
+        for change in self.changes:
+            if change.effective_at <= moment:
+                level = change.fte
+        return level
+
     def add(self, change: Change) -> None:
+        """Record a change; the list stays in effective-time order, and changes at the same
+        time in the order they were made (the latest one is the level then)."""
         self.changes.append(change)
         self.changes.sort(key=lambda c: c.effective_at)
 
