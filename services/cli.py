@@ -467,11 +467,12 @@ def demo(
     Starts the embedded broker (Tansu, memory only; or uses --bootstrap), runs `flexforce
     worker` as a child process, and in this process the simulated operations system (real
     bank calls, 15-minute volumes), the simulated providers (answering the worker's capacity
-    requests) and the service-outcome model. Event time advances in one-hour rounds: the
-    demo publishes a round, waits for the worker to plan it, hands its requests to the
-    providers. The default — 6 days of history back-filled, 24 h lead-in, 48 h measured —
-    takes about 2 minutes on 2 cores. The what-if section re-plans (in this process) from
-    a state the in-process loop reaches at the same point, not from the worker's table.
+    requests) and the service-outcome model. Event time advances one demand interval per
+    round: the demo publishes the interval, waits for the worker to plan it, hands its
+    requests to the providers, as the in-process loop of `flexforce evaluate` does. The
+    default (6 days of history back-filled, 24 h lead-in, 48 h measured) takes about 2
+    minutes on 2 cores. The what-if section re-plans (in this process) from the worker's
+    own final state of the domain.
     Exits 0 after printing the report's path; every child process is stopped.
     """
     from services.sim import demo as dm
@@ -526,9 +527,11 @@ def _write_demo_report(
     from services.sim import whatif as wi
 
     what = None
-    if with_whatif:
-        with console.status("what-if: re-planning from the final state"):
-            proc = wi.state_from_loop(scenario, scenario.duration_hours)
+    if with_whatif and run.domain_state is None:
+        console.print("[yellow]what-if skipped: the worker did not return its domain state[/]")
+    elif with_whatif:
+        with console.status("what-if: re-planning from the worker's final state"):
+            proc = wi.state_from_worker(scenario, run.domain_state)
             variants = [
                 (label, wi.parse_overrides(items))
                 for label, items in report.default_variants([p.id for p in scenario.providers])
@@ -545,10 +548,10 @@ def _write_demo_report(
         "behaviour) and the service-outcome model that scored this report.",
         f"History: {scenario.history_days} days back-filled (in-house only, contracts "
         f"published at the lead-in); lead-in {scenario.lead_in_hours:g} h; measured "
-        f"{scenario.duration_hours:g} h; one-hour rounds (requests received at the end of "
-        "the round they were made in).",
-        "What-if: re-planned in the demo process from the state the in-process closed loop "
-        "(same scenario, same planner core) reaches at the end — not the worker's own table.",
+        f"{scenario.duration_hours:g} h; rounds of one demand interval, as in the in-process "
+        "loop (requests received at the end of the interval they were made in).",
+        "What-if: re-planned in the demo process from the worker's own planner state at the "
+        "end (its /state/{domain} view), with the scenario's planner settings.",
         f"Wall time of the closed loop: {run.seconds:.0f} s; dead letters seen: "
         f"{run.dead_letters}.",
     ]

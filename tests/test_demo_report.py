@@ -156,5 +156,7 @@ def test_demo_end_to_end_through_kafka(tmp_path: Path) -> None:
     assert set(points) == set(CHARTS), points
     assert points["demand-capacity"] > 0 and points["service-level"] > 0
     assert "flexforce worker" in html  # the report says what ran where
+    assert "what-if skipped" not in proc.stdout
+    assert "from the worker&#x27;s own planner state" in html or "from the worker's own" in html
     assert _workers() <= before, "the demo left a worker process behind"
     print(f"demo end to end: {took:.0f} s")

@@ -34,7 +34,9 @@ from schemas import (
     ScalingDecided,
 )
 from services.config import Settings
+from services.domain import DomainProcessor
 from services.kafka import EventPublisher
+from services.worker.agent import planner_config
 from tests.conftest import LocalKafka
 from tests.test_domain_support import DOMAIN, T0, contract, hours, queue, team, volume
 from tests.worker_harness import (
@@ -350,6 +352,14 @@ async def test_every_input_is_applied_a_duplicate_or_dead_lettered_and_the_views
         watch.plans()
     )
     status, _, _ = await asyncio.to_thread(worker.get, "/plan/nowhere")
+    assert status == 404
+    # the planner state the worker holds: a processor rebuilt from it plans the same problem
+    status, body = await worker.get_json(f"/state/{DOMAIN}")
+    assert status == 200
+    held = (await worker.domains())["domains"][DOMAIN]
+    assert (body["applied"], body["digest"]) == (held["applied"], held["digest"])
+    assert DomainProcessor(DOMAIN, planner_config(settings), body).problem().streams
+    status, _ = await worker.get_json("/state/nowhere")
     assert status == 404
 
 

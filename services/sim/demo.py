@@ -12,19 +12,22 @@ What runs where:
   simulated providers read ``providers.<id>.capacity-requests`` and publish their answers to
   ``providers.capacity-responses``; the outcome model scores the capacity really in place.
 
-Event time runs in rounds of ``round_minutes`` (default one hour): the round's volumes, answers
-and contract events are published, the demo waits until the worker's clock (``/domains``) has
-reached the round's end — so every plan of the round is made — reads the worker's outputs
-(plans, decisions, requests) and hands the requests to the providers, received at the round's
-end. Rounds are paced to at most ``acceleration`` event seconds per wall second.
+Event time runs in rounds of ``round_minutes`` (default: one demand interval, as the
+in-process loop ticks): the round's volumes, answers and contract events are published, the
+demo waits until the worker's clock (``/domains``) has reached the round's end — so every plan
+of the round is made — reads the worker's outputs (plans, decisions, requests) and hands the
+requests to the providers, received at the round's end. Rounds are paced to at most
+``acceleration`` event seconds per wall second.
 
-Differences from the in-process loop of ``flexforce evaluate`` (said in the report too): the
-history before the lead-in is a back-fill (the worker plans through it with in-house staff
-only: the provider contracts are published when the lead-in starts, so no request is made for
-the past); requests are received at the end of the round they were made in (≤ 45 minutes later
-than in process); the worker plans with its own settings (``FLEXFORCE_*``: the scenario's
-planning block and policy weights are mapped onto them, so it plans with the prices the
-outcome is scored with).
+Same inputs as the in-process loop of ``flexforce evaluate``, at the same event times: the
+history before the lead-in is a back-fill of queues, rosters and volumes; the provider
+contracts are published at the lead-in's start in both loops (so no request is made for the
+past, and the first provider-aware plan is made at the same step). One difference: the worker
+also plans the back-fill, in-house only; every mark those plans leave is cleared by that
+first provider-aware plan, which is urgent. The worker plans with its own settings
+(``FLEXFORCE_*``: the scenario's planning block and policy weights are mapped onto them, so it
+plans with the prices the outcome is scored with). With a deterministic policy (greedy,
+static) the two loops make the same requests; the optimiser's plans depend on its time limit.
 """
 
 from __future__ import annotations
@@ -365,6 +368,9 @@ class DemoRun:
     dead_letters: int
     late_rounds: int = 0
     """Rounds whose outputs were not all read when the round was handed over."""
+    domain_state: dict[str, Any] | None = None
+    """The worker's own planner state of the domain at the end (``/state/{domain}``): what
+    the what-if re-plans from."""
 
 
 class OutputReader:
@@ -439,7 +445,7 @@ async def run_demo(
     *,
     console: Console,
     acceleration: float | None = None,
-    round_minutes: int = 60,
+    round_minutes: int | None = None,
     solver_time_limit_s: float | None = None,
     live: bool = True,
     on_worker: Callable[[WorkerProcess], None] | None = None,
@@ -492,7 +498,7 @@ async def run_demo(
                 catalogue = world.catalogue
                 # ---- history: a back-fill, in-house only (contracts come at the lead-in) ----
                 view.phase = "back-fill (history, forecasts learn)"
-                history: list[Event] = [*catalogue.queues.values(), *catalogue.teams.values()]
+                history: list[Event] = catalogue.in_house()
                 for i in range(first):
                     history += world.ops.volumes(i, {})
                 await publisher.publish_many(history)
@@ -501,11 +507,9 @@ async def run_demo(
                 await _wait_clock(
                     worker, sc.domain, backfill_end, view, refresh, timeout=300, slack=interval
                 )
-                await publisher.publish_many(catalogue.contracts.values())
-                published += len(catalogue.contracts)
                 await _wait_handled(worker, published, view, refresh)
                 # ---- the closed loop, in rounds ----
-                per_round = max(1, round_minutes // trace.interval_minutes)
+                per_round = max(1, (round_minutes or 0) // trace.interval_minutes)
                 last = min(trace.length, trace.index(sc.end))
                 view.rounds_total = -(-(last - first) // per_round)
                 pace = acceleration or sc.acceleration
@@ -531,6 +535,8 @@ async def run_demo(
                         if measure:
                             for (pid, _), fte in lines.items():
                                 capacity_hours[pid] = capacity_hours.get(pid, 0.0) + fte * hours
+                        if j == first:
+                            events += catalogue.contracts_at(start)
                         events += world.ops.volumes(
                             j, {q: world.model.open_tickets(q) for q in catalogue.queues}
                         )
@@ -574,6 +580,7 @@ async def run_demo(
         worker.check()
         _, state = await asyncio.to_thread(worker.get, "/domains")
         _, plan = await asyncio.to_thread(worker.get, f"/plan/{sc.domain}")
+        status, domain_state = await asyncio.to_thread(worker.get, f"/state/{sc.domain}", 10.0)
         result = LoopResult(world, stats, view.rounds, capacity_hours)
         return DemoRun(
             result,
@@ -584,6 +591,7 @@ async def run_demo(
             plan,
             dead_letters,
             reader.late_rounds,
+            domain_state if status == 200 else None,
         )
     finally:
         with contextlib.suppress(Exception):

@@ -41,8 +41,13 @@ POLICIES = ("optimiser", "greedy", "reactive", "static")
 
 @dataclass(slots=True)
 class SizedOnceStatic:
-    """Static staffing in a rolling loop: the first plan sizes every line for its horizon's
-    peak, every later plan keeps what is committed or pending (never re-sized)."""
+    """Static staffing in a rolling loop: the first plan with providers under contract sizes
+    every line for its horizon's peak, every later plan keeps what is committed or pending
+    (never re-sized). Plans before the contracts are known (the history's in-house ones)
+    size nothing.
+
+    The worker's ``static`` policy (``FLEXFORCE_PLANNING_POLICY=static``) re-sizes to the
+    peak at every plan instead: its solver process keeps no memory between plans."""
 
     sized: bool = False
 
@@ -52,7 +57,7 @@ class SizedOnceStatic:
 
     def plan(self, problem: AllocationProblem) -> Plan:
         mode: StaticMode = "committed" if self.sized else "peak"
-        self.sized = True
+        self.sized = self.sized or bool(problem.providers)
         return StaticPolicy(mode).plan(problem)
 
 

@@ -9,9 +9,11 @@ approvals of the tick happen, providers send the answers that are due; the contr
 all of it and returns requests, which providers receive at ``t + Δ``. No wall clock anywhere:
 the same scenario gives the same result.
 
-Phases: *history* (demand before the lead-in only trains the forecasts; nothing is planned),
-*lead-in* (the full loop, not measured, so capacity with lead times is in place), *measured*
-(``scenario.start`` to ``scenario.end``).
+Phases: *history* (queues, rosters and demand before the lead-in only train the forecasts;
+nothing is planned), *lead-in* (the full loop, not measured, so capacity with lead times is in
+place; the provider contracts are published at its start), *measured* (``scenario.start`` to
+``scenario.end``). ``flexforce evaluate --kafka`` feeds a worker the same events at the same
+event times (services/sim/demo.py).
 """
 
 from __future__ import annotations
@@ -135,13 +137,10 @@ def run_loop(
     )
     lead_in = sc.start - timedelta(hours=sc.lead_in_hours)
     first = max(0, trace.index(lead_in))
-    catalogue_events: list[Event] = world.catalogue.events()
-    history: list[Event] = list(catalogue_events)
+    history: list[Event] = world.catalogue.in_house()
     for i in range(first):
         history += ops.volumes(i, {})
     controller.warm(history)
-    if first == 0:
-        controller.tick(trace.start, catalogue_events)
     capacity_hours: dict[str, float] = {}
     hours = trace.interval_minutes / 60.0
     ticks = 0
@@ -159,6 +158,8 @@ def run_loop(
             for (pid, _), fte in lines.items():
                 capacity_hours[pid] = capacity_hours.get(pid, 0.0) + fte * hours
         events: list[Event] = []
+        if i == first:
+            events += world.catalogue.contracts_at(start)
         events += ops.volumes(i, {q: model.open_tickets(q) for q in world.catalogue.queues})
         events += providers.contract_events(start, end)
         events += ops.projects(start, end)

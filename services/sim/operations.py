@@ -55,6 +55,19 @@ class Catalogue:
     def events(self) -> list[Event]:
         return [*self.queues.values(), *self.teams.values(), *self.contracts.values()]
 
+    def in_house(self) -> list[Event]:
+        """Queues and rosters: what the history is planned with."""
+        return [*self.queues.values(), *self.teams.values()]
+
+    def contracts_at(self, at: datetime) -> list[ProviderContractUpdated]:
+        """The provider contracts, published at ``at`` (the lead-in's start in the loops).
+
+        Why not with the history: a plan made with the providers known would ask them for
+        capacity in the past. Both loops (in process and through Kafka) publish them at the
+        same event time, so both make their first provider-aware plan at the same step.
+        """
+        return [c.model_copy(update={"time": at}) for c in self.contracts.values()]
+
 
 def build_catalogue(scenario: Scenario, at: datetime, interval_minutes: int) -> Catalogue:
     """Catalogue events at ``at`` (also every roster's and contract's ``valid_from``)."""

@@ -226,6 +226,15 @@ def state_from_loop(scenario: Scenario, hours: float, policy: str = "optimiser")
     return proc
 
 
+def state_from_worker(scenario: Scenario, state: dict[str, Any]) -> DomainProcessor:
+    """The planner core over a worker's persisted domain state (its ``/state/{domain}``
+    view), configured with the scenario's planner settings — the ones the demo gives the
+    worker — so a re-plan starts from exactly what the worker plans from."""
+    from services.sim import evaluate as ev
+
+    return DomainProcessor(scenario.domain, ev.planner_config(scenario), state=state)
+
+
 # ---- plans and their comparison ------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Web views for SREs and integrations: liveness, readiness, the current plan, metrics."""
+"""Web views for SREs and integrations: liveness, readiness, the current plan, a domain's
+state, metrics."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def register_views(
     handler: DomainHandler,
     internal_topic: str,
 ) -> None:
-    """Attach ``/health``, ``/ready``, ``/plan/{domain}``, ``/domains`` and ``/metrics``."""
+    """Attach ``/health``, ``/ready``, ``/plan/{domain}``, ``/state/{domain}``, ``/domains``
+    and ``/metrics``."""
 
     def internal_partitions() -> list[int]:
         """Partitions of the domain-keyed internal topic this worker owns (the domains it
@@ -78,6 +80,24 @@ def register_views(
             response: Response
             if stored is None:
                 response = self.json({"error": f"no plan for domain {domain!r} yet"}, status=404)
+            else:
+                response = self.bytes(stored, content_type="application/json")
+            return response
+
+    @app.page("/state/{domain}")
+    class StateView(View):
+        """The domain's planner state as this worker holds it (the JSON the domain agent
+        persists): lets a what-if or a debugging session re-plan from exactly what the worker
+        plans from. Only the worker that plans the domain has it (``/domains`` says which)."""
+
+        async def get(self, request: Request, domain: str) -> Response:
+            key = domain.encode()
+            stored = None if is_position_key(key) else states.get(key)
+            response: Response
+            if stored is None:
+                response = self.json(
+                    {"error": f"this worker holds no state for domain {domain!r}"}, status=404
+                )
             else:
                 response = self.bytes(stored, content_type="application/json")
             return response
