@@ -356,6 +356,16 @@ def evaluate(
         ),
     ] = False,
     bootstrap: Bootstrap = None,
+    service_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--service-margin",
+            min=0.0,
+            max=0.999,
+            help="Planning target of the planner policies: queues planned to target + "
+            "margin x (1 - target) (overrides the scenario's planning.service_target_margin).",
+        ),
+    ] = None,
 ) -> None:
     """Closed-loop evaluation: cost, SLA, unmet hours, actions, violations.
 
@@ -367,6 +377,9 @@ def evaluate(
 
     try:
         loaded = load_scenario(scenario)
+        if service_margin is not None:
+            planning = loaded.planning.model_copy(update={"service_target_margin": service_margin})
+            loaded = loaded.model_copy(update={"planning": planning})
         names = list(ev.POLICIES) if policy == "all" else [policy]
         if kafka:
             results = [_evaluate_through_kafka(loaded, name, bootstrap) for name in names]

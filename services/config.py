@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="Price of each FTE asked of a provider beyond what is committed or "
         "pending; damps plans that revise pending requests back and forth.",
     )
+    service_target_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Plan queues to target + margin x (1 - target) (0.5: an 80 % SLA is "
+        "planned to 90 %), a buffer against forecast error; 0 plans to the SLA itself.",
+    )
     allowed_lateness_minutes: int = Field(60, ge=0)
     control_lateness_minutes: int | None = Field(
         None, ge=0, description="Lateness of catalogue events and provider answers (default: same)."

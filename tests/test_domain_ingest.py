@@ -336,3 +336,16 @@ def test_staleness_triggers_a_plan_without_other_triggers() -> None:
     times = sorted({t for t in planned if t is not None})
     assert len(times) >= 3
     assert all(b - a >= timedelta(minutes=240) for a, b in itertools.pairwise(times[1:]))
+
+
+@pytest.mark.parametrize(("margin", "planned"), [(0.0, 0.8), (0.5, 0.9), (0.75, 0.95)])
+def test_queues_are_planned_to_the_planning_target(margin: float, planned: float) -> None:
+    """service_target_margin: an 80 % SLA planned to 80 + margin × 20 %; the catalogue (and
+    the SLA the outcome is measured against) keeps 80 %."""
+    proc = fresh(allowed_lateness_minutes=0, service_target_margin=margin)
+    ingest(proc, [queue(aht_s=300), team()])
+    ingest(proc, [volume(0, 10), volume(1, 10)])
+    settle(proc)
+    (stream,) = proc.problem().streams
+    assert stream.sla.target_fraction == pytest.approx(planned)
+    assert proc.state.catalogue.queues["sd"].sla.target_fraction == 0.8

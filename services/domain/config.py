@@ -70,6 +70,11 @@ class PlannerConfig:
     forecast_check_periods: int = 24
     """Periods ahead compared for the forecast-change trigger."""
     forecast_method: str = DEFAULT_METHOD
+    service_target_margin: float = 0.0
+    """Plan queues to a stricter service target than their SLA: target + margin × (1 −
+    target), e.g. 0.5 plans an 80 % target to 90 %. The workforce-management "planning
+    target": a buffer against forecast error, bought where the SLA is worth more than its
+    price says. 0 plans to the SLA itself."""
     origin: datetime = DEFAULT_ORIGIN
     """Origin of interval indices and period rounding; should be a Monday midnight."""
     aht_alpha: float = 0.2
@@ -116,6 +121,8 @@ class PlannerConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"PlannerConfig.{name} must be >= 0 or None")
+        if not 0.0 <= self.service_target_margin < 1.0:
+            raise ValueError("PlannerConfig.service_target_margin must be in [0, 1)")
         if self.max_staleness_minutes < 1:
             raise ValueError("PlannerConfig.max_staleness_minutes must be >= 1")
         if self.dedupe_window_minutes is not None and self.dedupe_window_minutes < 1:

@@ -229,6 +229,15 @@ def _from_publication(providers: dict[str, Provider], lag_h: float) -> dict[str,
     }
 
 
+def _planning_target(stream: WorkStream, margin: float) -> WorkStream:
+    """The queue planned to its stricter planning target (``service_target_margin``)."""
+    if margin <= 0:
+        return stream
+    target = stream.sla.target_fraction
+    planned = min(0.999, target + margin * (1.0 - target))
+    return replace(stream, sla=replace(stream.sla, target_fraction=planned))
+
+
 def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> BuiltProblem:
     """The allocation problem at ``as_of`` and notes on what was left out or constrained.
 
@@ -242,7 +251,7 @@ def build_problem(state: DomainState, cfg: PlannerConfig, as_of: datetime) -> Bu
     streams: list[WorkStream] = []
     demand: list[Demand] = []
     for queue in catalogue.active_queues():
-        stream = queue_stream(queue)
+        stream = _planning_target(queue_stream(queue), cfg.service_target_margin)
         arrivals = state.demand.arrivals(
             queue.queue_id, as_of, cfg, backlog_periods=backlog_spread(stream, cfg)
         )

@@ -123,6 +123,7 @@ def worker_env(
         "FLEXFORCE_ALLOWED_LATENESS_MINUTES": str(p.allowed_lateness_minutes),
         "FLEXFORCE_CONTROL_LATENESS_MINUTES": str(p.control_lateness_minutes),
         "FLEXFORCE_SOLVER_TIME_LIMIT_S": str(solver_time_limit_s or p.solver_time_limit_s),
+        "FLEXFORCE_SERVICE_TARGET_MARGIN": str(p.service_target_margin),
         "FLEXFORCE_INTERNAL_PARTITIONS": "1",
         "FLEXFORCE_SOURCE": f"urn:flexforce:demo:{scenario.name}",
     }

@@ -74,6 +74,7 @@ def planner_config(scenario: Scenario) -> PlannerConfig:
         control_lateness_minutes=p.control_lateness_minutes,
         min_replan_minutes=p.min_replan_minutes,
         max_staleness_minutes=p.max_staleness_minutes,
+        service_target_margin=p.service_target_margin,
         report_solver_times=False,
         source=f"urn:flexforce:sim:{scenario.name}",
         policy=allocator_policy(scenario),

@@ -250,6 +250,13 @@ class PlanningSpec(_Strict):
     solver_backend: Literal["highs", "scip"] = "highs"
     relative_gap: float = Field(0.02, ge=0, lt=1)
     forecast_method: str | None = None
+    service_target_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Planning target of the planner policies: each queue planned to target + "
+        "margin x (1 - target) (services PlannerConfig.service_target_margin).",
+    )
 
 
 class BankCallsDemand(_Strict):

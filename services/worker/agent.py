@@ -121,6 +121,7 @@ def planner_config(settings: Settings) -> PlannerConfig:
         interval_grace_minutes=settings.interval_grace_minutes,
         min_replan_minutes=settings.min_replan_minutes,
         max_staleness_minutes=settings.max_staleness_minutes,
+        service_target_margin=settings.service_target_margin,
         source=settings.source,
     )
 
