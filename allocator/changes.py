@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from allocator.plan import Direction
+from allocator.domain import PlanningRequest, Provider
+from allocator.plan import CapacityChange, Direction, ReasonCode
 
 EPS = 1e-9
 
@@ -48,6 +49,33 @@ class LineStep:
     def pending(self) -> bool:
         """Not to be requested anew: honoured, or inside its window."""
         return self.honoured or self.in_window
+
+    def change(
+        self,
+        provider: Provider,
+        skill: str,
+        request: PlanningRequest,
+        reasons: tuple[ReasonCode, ...],
+        pending: bool,
+    ) -> CapacityChange:
+        """This step as the plan's :class:`CapacityChange`: a new one must be requested by
+        its window's length before it takes effect (at once when pending or suspended)."""
+        c = provider.contract
+        window = request.hours_to_periods(
+            c.ramp_up_hours if self.direction == "up" else c.ramp_down_notice_hours
+        )
+        return CapacityChange(
+            provider_id=provider.id,
+            skill=skill,
+            direction=self.direction,
+            from_fte=self.from_fte,
+            to_fte=self.to_fte,
+            effective_period=self.period,
+            effective_at=request.period_start(self.period),
+            request_by_period=0 if pending or not provider.active else max(0, self.period - window),
+            reasons=reasons,
+            pending=pending,
+        )
 
 
 def line_steps(

@@ -773,25 +773,13 @@ def _levels_and_changes(
         up_lead = req.hours_to_periods(prov.contract.ramp_up_hours)
         notice = req.hours_to_periods(prov.contract.ramp_down_notice_hours)
         for step in line_steps(line.committed, line.baseline, lv, up_lead, notice):
-            t, direction, pending = step.period, step.direction, step.pending
-            lead = up_lead if direction == "up" else notice
-            reasons = change_reasons(built, sol, k, t, direction, pending, explanation.binding)
+            pending = step.pending
+            reasons = change_reasons(
+                built, sol, k, step.period, step.direction, pending, explanation.binding
+            )
             if step.revision and not pending:
                 reasons = (ReasonCode.PENDING_REVISED, *reasons)
-            changes.append(
-                CapacityChange(
-                    provider_id=prov.id,
-                    skill=line.skill,
-                    direction=direction,
-                    from_fte=step.from_fte,
-                    to_fte=step.to_fte,
-                    effective_period=t,
-                    effective_at=req.period_start(t),
-                    request_by_period=0 if pending or not prov.active else max(0, t - lead),
-                    reasons=reasons,
-                    pending=pending,
-                )
-            )
+            changes.append(step.change(prov, line.skill, req, reasons, pending))
     return levels, changes
 
 

@@ -81,7 +81,6 @@ def capacity_changes(
             )
             for step in steps:
                 t, direction = step.period, step.direction
-                lead = up_lead if direction == "up" else notice
                 pending = step.honoured or (step.in_window and prov.active)
                 reasons: list[ReasonCode] = []
                 if not prov.active:
@@ -106,20 +105,7 @@ def capacity_changes(
                         reasons.append(ReasonCode.CONTRACT_MAXIMUM)
                     if not reasons:
                         reasons.append(ReasonCode.COST_SAVING)
-                out.append(
-                    CapacityChange(
-                        provider_id=prov.id,
-                        skill=rate.skill,
-                        direction=direction,
-                        from_fte=step.from_fte,
-                        to_fte=step.to_fte,
-                        effective_period=t,
-                        effective_at=req.period_start(t),
-                        request_by_period=0 if pending or not prov.active else max(0, t - lead),
-                        reasons=tuple(reasons),
-                        pending=pending,
-                    )
-                )
+                out.append(step.change(prov, rate.skill, req, tuple(reasons), pending))
     return tuple(out)
 
 
