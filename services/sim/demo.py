@@ -224,14 +224,19 @@ class WorkerProcess:
         except ValueError:
             return 0, None
 
-    def events_out(self) -> dict[str, int] | None:
+    def events_out(self, attempts: int = 6) -> dict[str, int] | None:
         """Decision events the worker has handed to its producer, by event type (its
-        ``flexforce_events_out_total`` counter); None when ``/metrics`` does not answer."""
-        status, raw = self._fetch("/metrics")
-        if status != 200:
-            return None
-        text = raw.decode(errors="replace")
-        return {match[1]: int(float(match[2])) for match in _EVENTS_OUT_SAMPLE.finditer(text)}
+        ``flexforce_events_out_total`` counter); None when ``/metrics`` does not answer in
+        ``attempts`` tries of 5 s (a busy worker answers late: without the count, a round's
+        hand-over could not be proven whole)."""
+        for attempt in range(attempts):
+            status, raw = self._fetch("/metrics", timeout=5.0)
+            if status == 200:
+                text = raw.decode(errors="replace")
+                return {m[1]: int(float(m[2])) for m in _EVENTS_OUT_SAMPLE.finditer(text)}
+            if attempt + 1 < attempts:
+                time.sleep(0.2)
+        return None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -561,6 +566,8 @@ async def run_demo(
                     )
                     await _wait_handled(worker, published, view, refresh)
                     sent = await asyncio.to_thread(worker.events_out)
+                    if sent is None:
+                        reader.late_rounds += 1  # the hand-over cannot be proven whole
                     for event in await reader.drain_until(sent or {}):
                         dead_letters += isinstance(event, DeadLetter)
                         _observe(event, stats, timeline, view, pending_requests, sc.start)
