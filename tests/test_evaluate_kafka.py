@@ -17,7 +17,8 @@ from tests.test_sim_support import small
 pytestmark = pytest.mark.embedded
 
 
-def test_evaluate_through_kafka_matches_the_in_process_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["greedy", "static"])
+def test_evaluate_through_kafka_matches_the_in_process_loop(tmp_path: Path, policy: str) -> None:
     scenario = tmp_path / "small.yaml"
     scenario.write_text(yaml.safe_dump(small(duration_hours=12).model_dump(mode="json")))
     runner = CliRunner()
@@ -25,12 +26,12 @@ def test_evaluate_through_kafka_matches_the_in_process_loop(tmp_path: Path) -> N
     for mode, extra in (("kafka", ["--kafka"]), ("process", [])):
         out = tmp_path / f"{mode}.json"
         res = runner.invoke(
-            app, ["evaluate", "-s", str(scenario), "-p", "greedy", "--json", str(out), *extra]
+            app, ["evaluate", "-s", str(scenario), "-p", policy, "--json", str(out), *extra]
         )
         assert res.exit_code == 0, res.output
         (results[mode],) = json.loads(out.read_text())["results"]
     kafka, process = results["kafka"], results["process"]
-    assert kafka["policy"] == "greedy (worker, Kafka)" and process["policy"] == "greedy"
+    assert kafka["policy"] == f"{policy} (worker, Kafka)" and process["policy"] == policy
     # The same events at the same event times, each round one demand interval and handed over
     # whole (no late rounds): a deterministic policy makes the same requests in both loops,
     # so the outcome is the same to the cent.

@@ -81,6 +81,7 @@ def test_every_policy_plan_passes_the_checker(problem: AllocationProblem) -> Non
         StaticPolicy("peak"),
         StaticPolicy("mean"),
         StaticPolicy("committed"),
+        StaticPolicy("once"),
     ]
     plans = [policy.plan(problem) for policy in policies]
     for plan in plans:
@@ -110,6 +111,18 @@ def test_same_input_same_plan(policy: AllocationPolicy) -> None:
     b = policy.plan(generate("S", seed=7))
     strip = {"stats": None}
     assert dataclasses.replace(a, **strip) == dataclasses.replace(b, **strip)  # type: ignore[arg-type]
+
+
+def test_static_once_sizes_for_the_peak_then_keeps_what_it_holds() -> None:
+    """Stateless "sized once": the peak while no provider line holds capacity, then the
+    committed + pending levels (what a worker planning in a fresh process can do)."""
+    problem = generate("S", seed=7)
+    empty = dataclasses.replace(problem, levels=())
+    once, peak = StaticPolicy("once"), StaticPolicy("peak")
+    assert once.levels(empty) == peak.levels(empty)
+    holding = [lv for lv in problem.levels if lv.committed_fte > 0]
+    assert holding, "the generator gives some lines committed capacity"
+    assert once.levels(problem) == StaticPolicy("committed").levels(problem)
 
 
 def test_generator_is_deterministic_and_sized() -> None:

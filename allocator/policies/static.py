@@ -11,6 +11,9 @@ plan cannot change it there); from the end of the window on, the line holds one 
 * ``committed``: the baseline continued (what is contracted today, pending changes included);
 * ``peak``: the highest level the greedy plan would use after the window;
 * ``mean``: the greedy plan's average level after the window, rounded up to whole blocks;
+* ``once``: ``peak`` while no provider line holds capacity (committed or pending), then
+  ``committed`` — sized once, then never re-sized. Stateless (it reads the problem's levels),
+  so a worker planning in a fresh process per plan and the in-process loop behave alike;
 
 adjusted to the contract (whole blocks, the provider's total within [min, max] or 0). The
 assignments are then greedy within those levels (internal first, paid capacity next).
@@ -30,7 +33,7 @@ from allocator.plan import Plan
 from allocator.policies.base import assemble_plan
 from allocator.policies.greedy import GreedyEngine
 
-StaticMode = Literal["committed", "peak", "mean"]
+StaticMode = Literal["committed", "peak", "mean", "once"]
 
 
 def _blocks_up(x: float, block: float) -> float:
@@ -67,8 +70,17 @@ class StaticPolicy:
         reqs = stream_requirements(problem)
         req = problem.request
         horizon = req.horizon_periods
+        mode = self.mode
+        if mode == "once":
+            holding = any(
+                problem.committed_level(p.id, r.skill) > EPS
+                or any(v > EPS for v in problem.baseline_level(p.id, r.skill))
+                for p in problem.providers
+                for r in p.contract.rates
+            )
+            mode = "committed" if holding else "peak"
         greedy: dict[LineKey, tuple[float, ...]] = {}
-        if self.mode != "committed":
+        if mode != "committed":
             greedy = GreedyEngine(problem, reqs).run().levels
         out: dict[LineKey, tuple[float, ...]] = {}
         for prov in problem.providers:
@@ -84,11 +96,11 @@ class StaticPolicy:
                 base = problem.baseline_level(*key)
                 if not prov.active:
                     wanted[rate.skill] = 0.0
-                elif self.mode == "committed" or start >= horizon:
+                elif mode == "committed" or start >= horizon:
                     wanted[rate.skill] = base[-1]
                 else:
                     tail = greedy.get(key, (0.0,) * horizon)[start:]
-                    wanted[rate.skill] = max(tail) if self.mode == "peak" else sum(tail) / len(tail)
+                    wanted[rate.skill] = max(tail) if mode == "peak" else sum(tail) / len(tail)
             fixed = _fit_contract(prov, wanted) if prov.active else wanted
             for rate in c.rates:
                 key = (prov.id, rate.skill)

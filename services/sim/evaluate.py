@@ -6,7 +6,8 @@ outcome model, from an empty start; costs and service come from the capacity tha
 in place, and every plan (and every routing of restricted work) is checked for compliance.
 
 Policies: ``optimiser`` (the MIP, with the scenario's solver settings), ``greedy``, ``static``
-(levels sized once for the peak of the first plan's horizon, then held: a fixed seat count),
+(``StaticPolicy("once")``: levels sized for the horizon's peak by the first plan that holds
+no provider capacity, then held — a fixed seat count; the worker's ``static`` is the same),
 ``reactive`` (the KEDA/HPA-style autoscaler, no planner), or ``all``.
 """
 
@@ -24,8 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from allocator import AllocationProblem, Plan
-from allocator.policies import GreedyPolicy, StaticMode, StaticPolicy
+from allocator.policies import GreedyPolicy, StaticPolicy
 from allocator.policies.reactive import ReactivePolicy
 from services.domain import PlannerConfig
 from services.sim.controllers import Controller, PlannerController, ReactiveController
@@ -37,28 +37,6 @@ from services.sim.whatif import planning_policy
 __all__ = ["POLICIES", "EvalResult", "evaluate", "planner_config", "render", "to_json"]
 
 POLICIES = ("optimiser", "greedy", "reactive", "static")
-
-
-@dataclass(slots=True)
-class SizedOnceStatic:
-    """Static staffing in a rolling loop: the first plan with providers under contract sizes
-    every line for its horizon's peak, every later plan keeps what is committed or pending
-    (never re-sized). Plans before the contracts are known (the history's in-house ones)
-    size nothing.
-
-    The worker's ``static`` policy (``FLEXFORCE_PLANNING_POLICY=static``) re-sizes to the
-    peak at every plan instead: its solver process keeps no memory between plans."""
-
-    sized: bool = False
-
-    @property
-    def name(self) -> str:
-        return "static"
-
-    def plan(self, problem: AllocationProblem) -> Plan:
-        mode: StaticMode = "committed" if self.sized else "peak"
-        self.sized = self.sized or bool(problem.providers)
-        return StaticPolicy(mode).plan(problem)
 
 
 def planner_config(scenario: Scenario) -> PlannerConfig:
@@ -160,7 +138,7 @@ def _controller(name: str, scenario: Scenario, world: Any) -> Controller:
     elif name == "greedy":
         policy = GreedyPolicy()
     elif name == "static":
-        policy = SizedOnceStatic()
+        policy = StaticPolicy("once")
     else:
         raise ValueError(f"unknown policy {name!r}: choose from {', '.join(POLICIES)} or all")
     return PlannerController(policy, planner_config(scenario))

@@ -40,7 +40,7 @@ def make_policy(name: str, time_limit_s: float) -> AllocationPolicy:
     if name == "greedy":
         return GreedyPolicy()
     if name == "static":
-        return StaticPolicy()
+        return StaticPolicy("once")
     raise ValueError(f"unknown planning policy {name!r}; choose one of {POLICIES}")
 
 
