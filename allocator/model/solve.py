@@ -560,7 +560,8 @@ def _lagrange(
     bound: float,
 ) -> tuple[float, str, LagrangeResult]:
     """The Lagrangian bound at the LP's duals (``model/lagrange.py``), over (skill, segment)
-    blocks (``BOUND_LINK_ROWS``), each block MIP run to its end in order.
+    blocks (``BOUND_LINK_ROWS``), most fractional first, each block MIP given an equal share
+    of the time left and at least ``LAGRANGE_BLOCK_LIMIT_S``.
 
     Takes up to ``LAGRANGE_SHARE`` of the time left (it stops when every block is done: M
     ~3 s on 2 threads); the blocks together close to ``LAGRANGE_GAP_SHARE`` of the target gap,

@@ -120,18 +120,17 @@ class Line:
 
     def level_before(self, moment: datetime) -> float:
         """Expected level just before ``moment``: committed, then changes effective earlier."""
-        level = self.committed
-        for change in self.changes:
-            if change.effective_at < moment:
-                level = change.fte
-        return level
+        return self._level(moment, at=False)
 
     def level_at(self, moment: datetime) -> float:
         """Expected level at ``moment``: as :meth:`level_before`, and a change effective at
         ``moment`` itself counts too (of several at one time, the latest made)."""
+        return self._level(moment, at=True)
+
+    def _level(self, moment: datetime, *, at: bool) -> float:
         level = self.committed
         for change in self.changes:
-            if change.effective_at <= moment:
+            if change.effective_at < moment or (at and change.effective_at == moment):
                 level = change.fte
         return level
 

@@ -52,9 +52,6 @@ class Catalogue:
     team_objects: tuple[Team, ...]
     providers: dict[str, Provider]
 
-    def events(self) -> list[Event]:
-        return [*self.queues.values(), *self.teams.values(), *self.contracts.values()]
-
     def in_house(self) -> list[Event]:
         """Queues and rosters: what the history is planned with."""
         return [*self.queues.values(), *self.teams.values()]
