@@ -121,8 +121,7 @@ async def finish(
     provider, then one last report hours later makes everything before it final. Returns
     the number of reports it published."""
     await accounted(worker, watch, DOMAIN, published + len(provider.answered), 60)
-    provider.paused = True
-    await asyncio.sleep(0.5)  # an answer being published lands before the last report
+    await provider.pause()  # an answer on its way lands before the last report
     await publisher.publish(volume(100, 10))
     await accounted(worker, watch, DOMAIN, published + len(provider.answered) + 1, 60)
     await watch.settle(1.0)
@@ -153,9 +152,10 @@ async def test_a_killed_worker_restarts_without_losing_input_or_repeating_a_requ
         published += await publisher.publish_many(catalogue())
         killed_at = None
         for hour, event in enumerate(stream):
-            await publisher.publish(event)
+            async with provider.turn:  # answers stay in event-time order with the reports
+                await publisher.publish(event)
+                now = event.time
             published += 1
-            now = event.time
             await asyncio.sleep(0.05)
             if hour == 36:
                 # caught up first, so what is re-read after the kill is what was in flight —
@@ -212,8 +212,9 @@ async def test_a_recorded_stream_replayed_into_fresh_topics_gives_the_same_decis
         total = await publisher.publish_many(catalogue())
         for hour in range(54):  # one report at a time: many small batches
             report = volume(hour, demand(hour))
-            await publisher.publish(report)
-            now = report.time
+            async with provider.turn:  # answers stay in event-time order with the reports
+                await publisher.publish(report)
+                now = report.time
             total += 1
             await asyncio.sleep(0.04)
         total += await finish(worker, first, provider, publisher, total)
@@ -257,10 +258,32 @@ async def test_a_recorded_stream_replayed_into_fresh_topics_gives_the_same_decis
 
     assert first.plans() and ups(first.requests())
     a, b = decisions(first), decisions(second)
+    if a != b:
+        print(plan_trail(first, "original"), plan_trail(second, "replay"), sep="\n")
+        for w in (worker, again):
+            notable = [x for x in w.log_text().splitlines() if "warning" in x or "error" in x]
+            print(f"--- {w.name}: warnings and errors", *notable[-40:], sep="\n")
     assert a["requests"] == b["requests"]
     assert a["decisions"] == b["decisions"]
     assert a["plans"] == b["plans"]
     assert a["logs"] == b["logs"]
+
+
+def plan_trail(watch: TopicWatch, title: str) -> str:
+    """One line per plan (as-of, id, cost, solver) and the answers it had, to find where two
+    runs part."""
+    rows = [
+        (
+            p.as_of,
+            f"plan {p.plan_id[:8]} {p.cost.total:,.2f} {p.solver.status.value} "
+            f"gap={p.solver.gap} t={p.solver.solve_seconds:.2f}",
+        )
+        for p in watch.plans()
+    ]
+    rows += [(x.time, f"log {x.kind} {x.message[:90]}") for x in watch.logs()]
+    rows += [(x.time, f"dead letter {x.error_class} {x.reason[:90]}") for x in watch.dead_letters()]
+    rows.sort(key=lambda row: row[0])
+    return "\n".join([f"--- {title}", *(f"{at:%d %H:%M} {what}" for at, what in rows)])
 
 
 # ---- 8: two workers, one dies, the other takes over --------------------------------------

@@ -434,7 +434,13 @@ class ProviderSimulator:
     is ten minutes after the request, or "now" (``now()``: the newest event time the scenario
     published) if later — requests carry the core's clock, which trails the newest input by
     the allowed lateness, so an answer stamped request + 10 min would be refused as late in a
-    stream that has moved on. Each request id is answered once (consumers dedupe by it)."""
+    stream that has moved on. Each request id is answered once (consumers dedupe by it).
+
+    A scenario that publishes its own events under :attr:`turn` keeps the answers in order
+    with them: an answer is stamped and published (acknowledged) while holding it, so no
+    report is published between its stamp and its arrival. Without that, a report or two
+    could overtake an answer on its way on a busy machine, the worker would rightly refuse it
+    as late, and a replay of the recording (merged in event time) would not."""
 
     def __init__(
         self, settings: Settings, decide: Decide, now: Callable[[], datetime] | None = None
@@ -447,6 +453,7 @@ class ProviderSimulator:
         self._task: asyncio.Task[None] | None = None
         self.answered: dict[str, CapacityResponded] = {}
         self.paused = False
+        self.turn = asyncio.Lock()
 
     async def __aenter__(self) -> ProviderSimulator:
         await self._publisher.start()
@@ -470,27 +477,34 @@ class ProviderSimulator:
 
         return await wait_for(enough, timeout, f"{count} provider answers")
 
+    async def pause(self) -> None:
+        """Stop answering; returns once an answer on its way is acknowledged."""
+        async with self.turn:
+            self.paused = True
+
     async def _run(self) -> None:
         pending: list[CapacityRequested] = []
         while True:
             for seen in await self._watch.poll(200):
                 if isinstance(seen.event, CapacityRequested):
                     pending.append(seen.event)
-            if self.paused:
-                continue
-            for request in pending:
+            while pending and not self.paused:
+                request = pending.pop(0)
                 if request.request_id in self.answered:
                     continue
                 status = self._decide(request)
                 if status is None:
                     continue
-                at = request.time + timedelta(minutes=10)
-                if self._now is not None:  # answer "now": the newest event time published
-                    at = max(at, self._now())
-                response = respond_to(request, status, at)
-                await self._publisher.publish(response)
-                self.answered[request.request_id] = response
-            pending.clear()
+                async with self.turn:
+                    if self.paused:
+                        pending.insert(0, request)
+                        break
+                    at = request.time + timedelta(minutes=10)
+                    if self._now is not None:  # answer "now": the newest event time published
+                        at = max(at, self._now())
+                    response = respond_to(request, status, at)
+                    await self._publisher.publish(response)
+                    self.answered[request.request_id] = response
 
 
 def respond_to(
