@@ -7,9 +7,13 @@ forever. Stream processors solve this with watermarks that travel with the strea
 * **Ingest** (:class:`HeartbeatEmitter`) sends, at most every :data:`HEARTBEAT_EVERY_S`, a
   heartbeat record to *every* partition of ``internal.domain-inputs`` (key
   :data:`HEARTBEAT_KEY`), carrying for each input partition it owns and has read to its end
-  the newest event time it has released. Ingest aligns its partitions in event time, so that is
-  its low watermark (partitions still behind are left out: their owner has not read them yet).
-  The wall clock decides only *when* a heartbeat is sent; what it says is event time.
+  the newest event time it had released one heartbeat period *earlier*. Ingest aligns its
+  partitions in event time, so that is its low watermark (partitions still behind are left
+  out: their owner has not read them yet). The period's delay is for partitions that looked
+  read to their end only because a producer's batch had reached some of them and not yet
+  the others (one publish of two domains' first day, say): reporting the newest time at once
+  would advance the second domain past its own events still on their way, and refuse them as
+  late. The wall clock decides only *when* a heartbeat is sent; what it says is event time.
 * **The domain agent** (``DomainHandler.heartbeat``) keeps, per internal partition and in its
   table (so it survives a takeover), the newest value per input partition, and once every input
   partition has reported, advances every domain of that internal partition to the **minimum**
@@ -89,8 +93,9 @@ class HeartbeatEmitter:
         self._settings = settings
         self._every_s = every_s
         self._newest: datetime | None = None
+        self._settling: datetime | None = None  # the newest released at the last tick
+        self._last_tick = float("-inf")
         self._last_sent: tuple[datetime, frozenset[str]] | None = None
-        self._last_at = 0.0
         self.sent = 0
 
     def released(self, items: Sequence[Delivered]) -> None:
@@ -102,14 +107,19 @@ class HeartbeatEmitter:
     def due(
         self, assigned: Iterable[TopicPartition], behind: Iterable[TopicPartition], now: float
     ) -> dict[str, datetime] | None:
-        """The inputs to report now, or None (nothing new, or too soon)."""
-        if self._newest is None or now - self._last_at < self._every_s:
+        """The inputs to report now, or None (nothing new, or too soon): at most once a
+        period, the newest event time released by the previous tick (see the module
+        docstring)."""
+        if now - self._last_tick < self._every_s:
+            return None
+        settled, self._settling, self._last_tick = self._settling, self._newest, now
+        if settled is None:
             return None
         lagging = set(behind)
         names = frozenset(input_name(tp) for tp in assigned if tp not in lagging)
-        if not names or self._last_sent == (self._newest, names):
+        if not names or self._last_sent == (settled, names):
             return None
-        return dict.fromkeys(sorted(names), self._newest)
+        return dict.fromkeys(sorted(names), settled)
 
     async def maybe_send(
         self,
@@ -136,7 +146,5 @@ class HeartbeatEmitter:
             acks.append(
                 await producer.send(internal, value=value, key=HEARTBEAT_KEY, partition=partition)
             )
-        assert self._newest is not None
-        self._last_sent = (self._newest, frozenset(inputs))
-        self._last_at = now
+        self._last_sent = (next(iter(inputs.values())), frozenset(inputs))
         self.sent += 1
