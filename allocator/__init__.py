@@ -2,7 +2,13 @@
 
 Public API: build an :class:`AllocationProblem` from the domain objects and call
 :func:`solve` to get a :class:`Plan`. Everything else is internal.
+
+:func:`solve` is loaded on first use: it brings OR-Tools (~30 MB resident), and processes that
+only build problems and read plans — the worker's main process, which solves in a child
+process — should not pay for it.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from allocator.domain import (
     AllocationProblem,
@@ -21,7 +27,6 @@ from allocator.domain import (
     WorkStream,
 )
 from allocator.errors import AllocatorError, InvalidInput, SolverFailure
-from allocator.model import solve
 from allocator.plan import (
     Assignment,
     BindingConstraint,
@@ -36,6 +41,18 @@ from allocator.plan import (
     SolverStats,
     StreamService,
 )
+
+if TYPE_CHECKING:
+    from allocator.model.solve import solve
+
+
+def __getattr__(name: str) -> Any:
+    if name == "solve":
+        from allocator.model.solve import solve
+
+        return solve
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AllocationProblem",

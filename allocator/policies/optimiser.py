@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 
 from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
-from allocator.model.solve import solve
 from allocator.plan import Plan
 from allocator.policies.greedy import GreedyPolicy
 
@@ -36,6 +35,10 @@ class OptimiserPolicy:
     def plan(self, problem: AllocationProblem) -> Plan:
         """The optimal plan (to the configured relative gap) for ``problem``; the greedy plan,
         clearly labelled, if the solver found none in time."""
+        # Imported here: the MIP brings OR-Tools, which a process that only holds the policy
+        # (the worker's main process; it plans in a child) need not load.
+        from allocator.model.solve import solve
+
         try:
             return solve(problem, self.options)
         except SolverFailure as failure:

@@ -49,7 +49,10 @@ def _plan_in_child(policy_name: str, time_limit_s: float, problem: AllocationPro
 
 
 def _warm_in_child(policy_name: str, time_limit_s: float) -> None:
-    make_policy(policy_name, time_limit_s)  # imports the allocator (and OR-Tools) once
+    """Import what the policy will plan with, once, before the first plan."""
+    make_policy(policy_name, time_limit_s)
+    if policy_name == "optimiser":
+        import allocator.model.solve  # noqa: F401  (OR-Tools: the policy imports it late)
 
 
 class PlanningTimeout(TimeoutError):
