@@ -270,8 +270,8 @@ async def test_a_recorded_stream_replayed_into_fresh_topics_gives_the_same_decis
 
 
 def plan_trail(watch: TopicWatch, title: str) -> str:
-    """One line per plan (as-of, id, cost, solver) and the answers it had, to find where two
-    runs part."""
+    """A run's plans (as-of, id, cost, solver), log records and dead letters in event time,
+    to find where two runs part."""
     rows = [
         (
             p.as_of,

@@ -146,5 +146,6 @@ class HeartbeatEmitter:
             acks.append(
                 await producer.send(internal, value=value, key=HEARTBEAT_KEY, partition=partition)
             )
-        self._last_sent = (next(iter(inputs.values())), frozenset(inputs))
+        settled = next(iter(inputs.values()))  # every input carries the same time
+        self._last_sent = (settled, frozenset(inputs))
         self.sent += 1
