@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from allocator.domain import PlanningRequest, Provider
+from allocator.domain import AllocationProblem, PlanningRequest, Provider
 from allocator.plan import CapacityChange, Direction, ReasonCode
 
 EPS = 1e-9
@@ -104,3 +104,18 @@ def line_steps(
             out.append(LineStep(t, base, cur, False, t < window, revision=True))
         prev, prev_base = cur, base
     return out
+
+
+def problem_line_steps(
+    problem: AllocationProblem, provider: Provider, skill: str, levels: Sequence[float]
+) -> list[LineStep]:
+    """:func:`line_steps` of the line ``(provider, skill)`` of ``problem`` at ``levels``: from
+    its committed level and baseline, with its contract's lead time and notice."""
+    req, c = problem.request, provider.contract
+    return line_steps(
+        problem.committed_level(provider.id, skill),
+        problem.baseline_level(provider.id, skill),
+        levels,
+        req.hours_to_periods(c.ramp_up_hours),
+        req.hours_to_periods(c.ramp_down_notice_hours),
+    )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from allocator.changes import line_steps
+from allocator.changes import problem_line_steps
 from allocator.costing import all_lines, cover_of, plan_costs
 from allocator.demand import StreamRequirement, stream_requirements
 from allocator.domain import RESTRICTED_CLEARANCE, AllocationProblem
@@ -259,14 +259,7 @@ def _check_changes(problem: AllocationProblem, plan: Plan, out: list[Violation])
     for prov in problem.providers:
         for r in prov.contract.rates:
             path = [_level(levels, prov.id, r.skill, t) for t in range(req.horizon_periods)]
-            steps = line_steps(
-                problem.committed_level(prov.id, r.skill),
-                problem.baseline_level(prov.id, r.skill),
-                path,
-                req.hours_to_periods(prov.contract.ramp_up_hours),
-                req.hours_to_periods(prov.contract.ramp_down_notice_hours),
-            )
-            for step in steps:
+            for step in problem_line_steps(problem, prov, r.skill, path):
                 expected.add(
                     (prov.id, r.skill, step.period, round(step.from_fte, 6), round(step.to_fte, 6))
                 )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
-from allocator.changes import line_steps
+from allocator.changes import problem_line_steps
 from allocator.costing import EPS, LineKey, plan_costs, service_table
 from allocator.demand import StreamRequirement
 from allocator.domain import AllocationProblem
@@ -65,21 +65,12 @@ def capacity_changes(
             acc[t] += v
     out: list[CapacityChange] = []
     for prov in problem.providers:
-        up_lead = req.hours_to_periods(prov.contract.ramp_up_hours)
-        notice = req.hours_to_periods(prov.contract.ramp_down_notice_hours)
         for rate in prov.contract.rates:
             key = (prov.id, rate.skill)
             if key not in levels:
                 continue
             skill_demand = demand_by_skill.get(rate.skill, [0.0] * req.horizon_periods)
-            steps = line_steps(
-                problem.committed_level(*key),
-                problem.baseline_level(*key),
-                levels[key],
-                up_lead,
-                notice,
-            )
-            for step in steps:
+            for step in problem_line_steps(problem, prov, rate.skill, levels[key]):
                 t, direction = step.period, step.direction
                 pending = step.honoured or (step.in_window and prov.active)
                 reasons: list[ReasonCode] = []

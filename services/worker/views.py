@@ -76,13 +76,8 @@ def register_views(
         """The domain's current plan (``AllocationPlanned`` data); any worker can answer."""
 
         async def get(self, request: Request, domain: str) -> Response:
-            stored = plans.get(domain.encode())
-            response: Response
-            if stored is None:
-                response = self.json({"error": f"no plan for domain {domain!r} yet"}, status=404)
-            else:
-                response = self.bytes(stored, content_type="application/json")
-            return response
+            missing = f"no plan for domain {domain!r} yet"
+            return _stored_json(self, plans.get(domain.encode()), missing)
 
     @app.page("/state/{domain}")
     class StateView(View):
@@ -93,14 +88,8 @@ def register_views(
         async def get(self, request: Request, domain: str) -> Response:
             key = domain.encode()
             stored = None if is_position_key(key) else states.get(key)
-            response: Response
-            if stored is None:
-                response = self.json(
-                    {"error": f"this worker holds no state for domain {domain!r}"}, status=404
-                )
-            else:
-                response = self.bytes(stored, content_type="application/json")
-            return response
+            missing = f"this worker holds no state for domain {domain!r}"
+            return _stored_json(self, stored, missing)
 
     @app.page("/domains")
     async def domains(web: Any, request: Request) -> Response:
@@ -133,3 +122,13 @@ def register_views(
         return response
 
     register_dashboard(app, states=states, plans=plans)
+
+
+def _stored_json(view: View, stored: bytes | None, missing: str) -> Response:
+    """A stored JSON document as it is (no re-encoding), or 404 saying what is missing."""
+    response: Response
+    if stored is None:
+        response = view.json({"error": missing}, status=404)
+    else:
+        response = view.bytes(stored, content_type="application/json")
+    return response
