@@ -186,6 +186,19 @@ class LinearProgram:
         cons.ids.extend(rows)
         cons.lower_bounds.extend(self.row_lo[r] for r in rows)
         cons.upper_bounds.extend(self.row_hi[r] for r in rows)
+        row_ids, cols, coef = self.triplets(rows)
+        mat = model.linear_constraint_matrix
+        mat.row_ids.extend(row_ids.tolist())
+        mat.column_ids.extend(cols.tolist())
+        mat.coefficients.extend(coef.tolist())
+        return model
+
+    def triplets(
+        self, rows: Sequence[int]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """The matrix of ``rows`` (ascending) as (row id, column, coefficient), sorted by row
+        then column, with repeated (row, column) entries summed: MathOpt requires a strictly
+        sorted matrix, and HiGHS a row without repeated columns."""
         lengths = [len(self.row_idx[r]) for r in rows]
         total = sum(lengths)
         row_ids = np.repeat(np.asarray(rows, dtype=np.int64), lengths)
@@ -193,18 +206,13 @@ class LinearProgram:
         coef = np.fromiter((c for r in rows for c in self.row_coef[r]), np.float64, total)
         order = np.lexsort((cols, row_ids))
         row_ids, cols, coef = row_ids[order], cols[order], coef[order]
-        # Merge duplicate (row, col) entries: MathOpt requires a strictly sorted matrix.
         if total:
             keep = np.ones(total, dtype=bool)
             keep[1:] = (row_ids[1:] != row_ids[:-1]) | (cols[1:] != cols[:-1])
             group = np.cumsum(keep) - 1
             coef = np.bincount(group, weights=coef).astype(np.float64)
             row_ids, cols = row_ids[keep], cols[keep]
-        mat = model.linear_constraint_matrix
-        mat.row_ids.extend(row_ids.tolist())
-        mat.column_ids.extend(cols.tolist())
-        mat.coefficients.extend(coef.tolist())
-        return model
+        return row_ids, cols, coef
 
     def sub_proto(
         self,

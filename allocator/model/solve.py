@@ -29,6 +29,7 @@ from allocator.model.lagrange import (
 from allocator.model.local import LevelSearch, window_levels
 from allocator.model.lp import LinearProgram, LpResult
 from allocator.model.neighbourhood import improve
+from allocator.model.warm_lp import WarmLp
 from allocator.plan import (
     Assignment,
     CapacityChange,
@@ -45,10 +46,6 @@ from allocator.plan import (
 TINY = 1e-9
 
 
-LP_BACKEND = "highs_lp"
-"""LP relaxation solver (HiGHS dual simplex: several times faster than GLOP here)."""
-DUAL_BACKEND = "glop"
-"""Solver of the integer-fixed LP whose duals are the shadow prices."""
 LAZY_TOL = 1e-6
 MAX_LAZY_ROUNDS = 4
 ROUND_THRESHOLD = 0.5
@@ -76,10 +73,11 @@ with a 0.05 s floor and 44k with 0.02 s: a cut-short block keeps most of its gai
 bound. The floor is for short limits (M at 2 s: slices of ~4 ms would finish none)."""
 LAGRANGE_GAP_SHARE = 0.1
 """The Lagrangian blocks together close to this share of the target gap (absolute)."""
-RETIER_LEFT = 2.5
+RETIER_LEFT = 1.0
 """The re-tiered rounding (``_retier``) runs when the time left is at least this multiple of
-what the LP and the rounding took (it costs about as much as they did; at M with a 2 s limit
-it left no time for the bound, and its fixed LP, cut short, came back 23x dearer)."""
+what the LP and the rounding took. Its two LPs start from the warm LP's basis, so it costs
+about 0.4x the LP (M: 0.17 s after a 0.42 s LP); cold, it cost as much as LP and rounding
+together, and at M with a 2 s limit the factor was 2.5 so that it left time for the bound."""
 NEIGHBOURHOOD_SECONDS_PER_VAR = 4e-4
 """Floor of a neighbourhood MIP's time per free variable (M ~0.9 s, L ~4 s; see ``improve``)."""
 NEIGHBOURHOOD_SHARE = 0.7
@@ -100,6 +98,9 @@ class Outcome:
     stages: list[str]
     rows: list[int]
     """Rows in the final model (every non-lazy row and the lazy rows that were needed)."""
+    duals: NDArray[np.float64] | None = None
+    """Duals of the final rows with every integer fixed at the plan (the shadow prices), when
+    asked for (``SolverOptions.compute_marginals``) and that LP solved to optimality."""
 
 
 def _integral(built: Built, values: NDArray[np.float64]) -> bool:
@@ -231,24 +232,34 @@ def _repaired(
 
     Mirrors :func:`_rounded_bounds`: a total under the minimum is lifted (largest LP level
     first) when the LP used at least half the minimum, else dropped to the lowest counts
-    allowed; a total above the maximum is cut back (smallest fractional part first).
+    allowed — and the other way round when the first way cannot leave the minimum's gap (a
+    window may forbid the drop: notice holds a level that a rejected request keeps from
+    rising); a total above the maximum is cut back (smallest fractional part first).
     """
     n = {v: min(hi, max(lo, round(float(relaxed[v])))) for v, (lo, hi) in free.items()}
 
-    def total() -> float:
-        return const + sum(n[v] * blocks[v] for v in n)
+    def total(counts: dict[int, int]) -> float:
+        return const + sum(counts[v] * blocks[v] for v in counts)
 
-    lp_total = const + sum(float(relaxed[v]) * blocks[v] for v in n)
-    if min_fte > 0 and 1e-9 < total() < min_fte - 1e-9:
-        if lp_total >= min_fte / 2:
-            for v in sorted(n, key=lambda u: -relaxed[u]):
-                while total() < min_fte - 1e-9 and n[v] < free[v][1]:
-                    n[v] += 1
-        else:
-            for v in n:
-                n[v] = free[v][0]
+    def short(counts: dict[int, int]) -> bool:
+        return min_fte > 0 and 1e-9 < total(counts) < min_fte - 1e-9
+
+    def lifted() -> dict[int, int]:
+        out = dict(n)
+        for v in sorted(out, key=lambda u: -relaxed[u]):
+            while short(out) and out[v] < free[v][1]:
+                out[v] += 1
+        return out
+
+    def dropped() -> dict[int, int]:
+        return {v: free[v][0] for v in n}
+
+    if short(n):
+        lp_total = const + sum(float(relaxed[v]) * blocks[v] for v in n)
+        ways = (lifted, dropped) if lp_total >= min_fte / 2 else (dropped, lifted)
+        n = next((c for c in (way() for way in ways) if not short(c)), ways[0]())
     for v in sorted(n, key=lambda u: relaxed[u] - math.floor(relaxed[u])):
-        while total() > max_fte + 1e-9 and n[v] > free[v][0]:
+        while total(n) > max_fte + 1e-9 and n[v] > free[v][0]:
             n[v] -= 1
     return sorted(n.items())
 
@@ -313,6 +324,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     fixed = fixed_cost(built)
     start = time.perf_counter()
     deadline = start + opts.time_limit_s
+    warm = WarmLp(lp)
     rows = [r for r in range(lp.num_rows) if not lp.lazy[r]]
     waiting = [r for r in range(lp.num_rows) if lp.lazy[r]]
     stages: list[str] = []
@@ -338,7 +350,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
 
     for _ in range(MAX_LAZY_ROUNDS):
         best, bound = None, -math.inf
-        relaxed = lp.solve(LP_BACKEND, rows, time_limit_s=left(), relax=True)
+        relaxed = warm.solve(rows, time_limit_s=left())
         stages.append(_stage("lp", relaxed))
         if relaxed.has_solution:
             cut = broken(relaxed.values)
@@ -356,7 +368,7 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 # loaded machine left 0.4 s, too little to finish, and no plan came back).
                 round_limit = max(left(), ROUND_MIN_SHARE * relaxed.wall_time_s)
                 flb, fub = _all_fixed(built, relaxed.values, rlb, rub)
-                rounded = lp.solve(LP_BACKEND, rows, time_limit_s=round_limit, lb=flb, ub=fub)
+                rounded = warm.solve(rows, time_limit_s=round_limit, lb=flb, ub=fub)
                 stages.append(_stage("round", rounded))
                 if not rounded.has_solution:
                     rounded = mip(time_limit_s=max(left(), round_limit), lb=rlb, ub=rub)
@@ -367,24 +379,27 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 )
                 spent = relaxed.wall_time_s + rounded.wall_time_s
                 if big and far and rounded.has_solution and left() >= RETIER_LEFT * spent:
-                    again = _retier(built, rows, rounded, left())
+                    again = _retier(built, warm, rows, rounded, left())
                     stages.append(again[3])
                     if again[0] is not None and again[0].objective < rounded.objective:
                         rounded, rlb, rub = again[0], again[1], again[2]
-                dec = decompose(lp, rows)
                 lag: LagrangeResult | None = None
                 far = not rounded.has_solution or (
                     _gap(rounded.objective, bound, fixed) > opts.relative_gap
                 )
-                if relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S and far and big:
+                # The segment blocks, for the bound and the block search (only if they run).
+                dec = decompose(lp, rows) if big and far else None
+                if dec is not None and relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S:
                     bound, line, lag = _lagrange(built, dec, rows, relaxed, opts, left(), bound)
                     stages.append(line)
                 if rounded.has_solution:
                     best = rounded
-                    if big and _gap(best.objective, bound, fixed) > opts.relative_gap:
+                    if dec is not None and _gap(best.objective, bound, fixed) > opts.relative_gap:
                         best, line = _neighbourhood(built, dec, best, lag, opts, deadline)
                         stages.append(line)
-                    searched = _search(built, rlb, rub, best, deadline, mip) if big else None
+                    searched = None
+                    if big and _gap(best.objective, bound, fixed) > opts.relative_gap:
+                        searched = _search(built, rlb, rub, best, deadline, mip)
                     if searched is not None:
                         stages.append(searched[1])
                         if searched[0].objective < best.objective:
@@ -417,13 +432,27 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     bound = min(bound, best.objective)
     gap = _gap(best.objective, bound, fixed)
     status = "optimal" if gap <= max(opts.relative_gap, 1e-9) else "feasible"
-    return Outcome(
-        with_aux(built, best.values), best.objective, bound, status, elapsed, stages, rows
-    )
+    values = with_aux(built, best.values)
+    duals = _plan_duals(warm, built, rows, values) if opts.compute_marginals else None
+    return Outcome(values, best.objective, bound, status, elapsed, stages, rows, duals)
+
+
+def _plan_duals(
+    warm: WarmLp, built: Built, rows: list[int], values: NDArray[np.float64]
+) -> NDArray[np.float64] | None:
+    """Duals of the LP with every integer fixed at the plan: the shadow prices it explains.
+
+    From the warm LP, usually a few pivots (none when the plan is the rounded LP's)."""
+    ints = np.asarray(built.lp.integer, dtype=bool)
+    lb = np.asarray(built.lp.lb, dtype=np.float64)
+    ub = np.asarray(built.lp.ub, dtype=np.float64)
+    lb[ints] = ub[ints] = np.round(values[ints])
+    res = warm.solve(rows, time_limit_s=60.0, lb=lb, ub=ub)
+    return res.duals if res.status == "optimal" else None
 
 
 def _retier(
-    built: Built, rows: list[int], rounded: LpResult, limit: float
+    built: Built, warm: WarmLp, rows: list[int], rounded: LpResult, limit: float
 ) -> tuple[LpResult | None, NDArray[np.float64], NDArray[np.float64], str]:
     """The rounded plan's tier switches fixed, the LP again, and its levels rounded again.
 
@@ -444,15 +473,13 @@ def _retier(
     if not zs:
         return None, lb, ub, "retier:no tier switches"
     lb[zs] = ub[zs] = np.round(rounded.values[zs])
-    relaxed = lp.solve(LP_BACKEND, rows, time_limit_s=limit, relax=True, lb=lb, ub=ub)
+    relaxed = warm.solve(rows, time_limit_s=limit, lb=lb, ub=ub)
     rlb, rub = lb, ub
     plan: LpResult | None = None
     if relaxed.status == "optimal":
         rlb, rub = _rounded_bounds(built, relaxed.values)
         flb, fub = _all_fixed(built, relaxed.values, rlb, rub)
-        res = lp.solve(
-            LP_BACKEND, rows, time_limit_s=max(0.05, limit - relaxed.wall_time_s), lb=flb, ub=fub
-        )
+        res = warm.solve(rows, time_limit_s=max(0.05, limit - relaxed.wall_time_s), lb=flb, ub=fub)
         plan = res if res.status == "optimal" else None
     obj = f"{plan.objective:,.0f}" if plan is not None else "-"
     line = f"retier:{relaxed.status}:{relaxed.objective:,.0f}:{obj}:{time.perf_counter() - t0:.2f}s"
@@ -651,16 +678,7 @@ def solve(problem: AllocationProblem, options: SolverOptions | None = None) -> P
     values = out.values.copy()
     ints = np.asarray(built.lp.integer, dtype=bool)
     values[ints] = np.round(values[ints])
-    duals: NDArray[np.float64] | None = None
-    if opts.compute_marginals:
-        lb = np.asarray(built.lp.lb, dtype=np.float64)
-        ub = np.asarray(built.lp.ub, dtype=np.float64)
-        lb[ints] = ub[ints] = values[ints]
-        lp = built.lp.solve(
-            DUAL_BACKEND, out.rows, time_limit_s=opts.time_limit_s, relax=True, lb=lb, ub=ub
-        )
-        if lp.status == "optimal":
-            duals = lp.duals
+    duals = out.duals
     sol = Solution(values=values, duals=duals)
     res = LpResult(
         status=out.status,
