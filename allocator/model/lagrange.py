@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from allocator.model.lp import LinearProgram, LpBackend, LpResult, solve_model
+from allocator.model.lp import LinearProgram, LpBackend, LpResult
+from allocator.model.mathopt import solve_model
 
 LINK_ROWS = frozenset({"churn", "frozen_up", "frozen_down"})
 """Row families that tie consecutive level segments together (dualised, not kept in blocks)."""
@@ -197,7 +198,7 @@ def lagrangian_bound(
     ``absolute_gap`` of the exact ``L(y)`` when every block closes.
 
     ``root_only`` stops each block after its root node with the primal heuristics off
-    (:func:`~allocator.model.lp.solve_model`'s ``root_bound``): the bound of the root cuts, at
+    (:func:`~allocator.model.mathopt.solve_model`'s ``root_bound``): the bound of the root cuts, at
     a third of the time; the block solutions are then not worth using and few blocks "close".
     Each root then runs to its end (or the deadline) in block order instead of taking an
     equal share; a block the deadline leaves no time for adds nothing. Blocks whose integers

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from ortools.math_opt import model_parameters_pb2, model_pb2
 
 from allocator.model.build import Built
-from allocator.model.lp import _params, _run
+from allocator.model.mathopt import run, solver_params
 
 PERIOD_FAMILIES = frozenset({"balance", "team_capacity", "line_capacity", "core_in_house"})
 """Row families that touch one period only (given fixed levels)."""
@@ -127,10 +127,10 @@ class LevelSearch:
         mat.row_ids.extend(rids)
         mat.column_ids.extend(cids)
         mat.coefficients.extend(coefs)
-        res = _run(
+        res = run(
             m,
             "highs_lp",
-            _params("highs_lp", limit, 0.0, 1, 0),
+            solver_params("highs_lp", limit, 0.0, 1, 0),
             model_parameters_pb2.ModelSolveParametersProto(),
             limit,
             len(sub.cols),

@@ -27,7 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from allocator.model.lagrange import Decomposition
-from allocator.model.lp import LinearProgram, LpBackend, LpResult, solve_model
+from allocator.model.lp import LinearProgram, LpBackend, LpResult
+from allocator.model.mathopt import solve_model
 
 IMPROVEMENT_TOL = 1e-6
 """Relative objective fall below which a block's answer is not taken (solver noise)."""

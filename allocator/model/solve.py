@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,17 +19,7 @@ from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
 from allocator.model.build import Built, Line, build_model, cover_value, with_aux
-from allocator.model.lagrange import (
-    BOUND_LINK_ROWS,
-    Decomposition,
-    LagrangeResult,
-    coarse_block_bounds,
-    decompose,
-    lagrangian_bound,
-)
-from allocator.model.local import LevelSearch, window_levels
 from allocator.model.lp import LinearProgram, LpResult
-from allocator.model.neighbourhood import improve
 from allocator.model.warm_lp import WarmLp
 from allocator.plan import (
     Assignment,
@@ -42,6 +33,12 @@ from allocator.plan import (
     StreamService,
     sorted_assignments,
 )
+
+# The MIP stages (model/lagrange.py, neighbourhood.py, local.py) solve through OR-Tools MathOpt
+# and are imported where they run: a plan whose rounded LP meets the gap (most live re-plans)
+# never loads OR-Tools, which keeps the worker's planner process 21 MB smaller.
+if TYPE_CHECKING:
+    from allocator.model.lagrange import Decomposition, LagrangeResult
 
 TINY = 1e-9
 
@@ -388,7 +385,11 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                     _gap(rounded.objective, bound, fixed) > opts.relative_gap
                 )
                 # The segment blocks, for the bound and the block search (only if they run).
-                dec = decompose(lp, rows) if big and far else None
+                dec: Decomposition | None = None
+                if big and far:
+                    from allocator.model.lagrange import decompose
+
+                    dec = decompose(lp, rows)
                 if dec is not None and relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S:
                     bound, line, lag = _lagrange(built, dec, rows, relaxed, opts, left(), bound)
                     stages.append(line)
@@ -504,6 +505,8 @@ def _search(
     if left < SEARCH_MIN_S:
         return None
     t0 = time.perf_counter()
+    from allocator.model.local import LevelSearch, window_levels
+
     search = LevelSearch(built)
     frozen = window_levels(built, rlb, rub)
     levels, saved, moves = search.improve(
@@ -542,6 +545,8 @@ def _neighbourhood(
     share = deadline - time.perf_counter()
     fixed = fixed_cost(built)
     gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(best.objective - fixed)
+    from allocator.model.neighbourhood import improve
+
     res = improve(
         built.lp,
         dec,
@@ -599,6 +604,13 @@ def _lagrange(
     """
     fixed = fixed_cost(built)
     gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective - fixed)
+    from allocator.model.lagrange import (
+        BOUND_LINK_ROWS,
+        coarse_block_bounds,
+        decompose,
+        lagrangian_bound,
+    )
+
     fine = decompose(built.lp, rows, BOUND_LINK_ROWS)
     lag = lagrangian_bound(
         built.lp,

@@ -41,6 +41,10 @@ class WarmLp:
         self._highs = _Highs()
         self._highs.setOptionValue("output_flag", False)
         self._highs.setOptionValue("random_seed", 0)
+        # Measured on the M bench LP: presolve off 0.33 s vs 0.43 s and 24 MB less peak memory
+        # (the presolved copy); L the same speed either way. The later solves start from a
+        # basis, which skips presolve anyway.
+        self._highs.setOptionValue("presolve", "off")
         model = highspy.HighsLp()
         model.num_col_ = lp.num_vars
         model.num_row_ = 0

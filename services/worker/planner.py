@@ -52,7 +52,7 @@ def _warm_in_child(policy_name: str, time_limit_s: float) -> None:
     """Import what the policy will plan with, once, before the first plan."""
     make_policy(policy_name, time_limit_s)
     if policy_name == "optimiser":
-        import allocator.model.solve  # noqa: F401  (OR-Tools: the policy imports it late)
+        import allocator.model.solve  # noqa: F401  (the policy imports it late)
 
 
 class PlanningTimeout(TimeoutError):
