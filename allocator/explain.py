@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from allocator.model.build import EPS, Built, Line, cover_value
+from allocator.model.build import EPS, Built, Line
 from allocator.plan import (
     BindingConstraint,
     Explanation,
@@ -187,7 +187,12 @@ def _binding(built: Built, sol: Solution) -> list[BindingConstraint]:
     return out
 
 
-def _relaxations(built: Built, sol: Solution, binding: list[BindingConstraint]) -> list[Relaxation]:
+def _relaxations(
+    built: Built,
+    sol: Solution,
+    cover: NDArray[np.float64],
+    binding: list[BindingConstraint],
+) -> list[Relaxation]:
     p = built.problem
     hours = p.request.period_hours
     out: list[Relaxation] = []
@@ -199,8 +204,7 @@ def _relaxations(built: Built, sol: Solution, binding: list[BindingConstraint]) 
         periods: list[int] = []
         amount = 0.0
         for t in range(p.request.horizon_periods):
-            got = cover_value(built, sol.values, i, t)
-            short = req.required_fte[t] - got
+            short = req.required_fte[t] - float(cover[i, t])
             if short > 1e-4:
                 periods.append(t)
                 amount += short * hours
@@ -301,8 +305,9 @@ def _marginals(built: Built, sol: Solution) -> list[MarginalValue]:
     return out
 
 
-def explain(built: Built, sol: Solution) -> Explanation:
-    """The plan's explanation: binding constraints, marginal values, relaxations."""
+def explain(built: Built, sol: Solution, cover: NDArray[np.float64]) -> Explanation:
+    """The plan's explanation: binding constraints, marginal values, relaxations (``cover``:
+    :func:`~allocator.model.build.cover_matrix` of the plan)."""
     binding = _binding(built, sol)
     notes: list[str] = []
     if sol.duals is None:
@@ -314,7 +319,7 @@ def explain(built: Built, sol: Solution) -> Explanation:
     return Explanation(
         binding=tuple(binding),
         marginal_values=tuple(_marginals(built, sol)),
-        relaxations=tuple(_relaxations(built, sol, binding)),
+        relaxations=tuple(_relaxations(built, sol, cover, binding)),
         notes=tuple(notes),
     )
 

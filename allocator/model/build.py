@@ -131,6 +131,28 @@ def cover_value(built: Built, values: NDArray[np.float64], stream: int, t: int) 
     return float(values[vs].sum()) if vs else 0.0
 
 
+def cover_matrix(built: Built, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Cover of every stream (rows) in every period (columns), summed in one pass.
+
+    Reading a plan asks for every (stream, period) cover two or three times; one
+    :func:`cover_value` call each was 0.1-0.15 s of a live M re-plan (25,000 small sums).
+    """
+    horizon = built.problem.request.horizon_periods
+    cells: list[int] = []
+    pieces: list[int] = []
+    for i, per_period in enumerate(built.cover):
+        for t, vs in enumerate(per_period):
+            if vs:
+                cells.extend([i * horizon + t] * len(vs))
+                pieces.extend(vs)
+    total = np.bincount(
+        np.asarray(cells, dtype=np.int64),
+        weights=values[np.asarray(pieces, dtype=np.int64)],
+        minlength=len(built.cover) * horizon,
+    )
+    return np.asarray(total, dtype=np.float64).reshape(len(built.cover), horizon)
+
+
 def eligible_teams(problem: AllocationProblem, stream: WorkStream) -> list[int]:
     """Indices of teams that may work ``stream``."""
     return [j for j, team in enumerate(problem.teams) if team.can_take(stream)]

@@ -18,7 +18,7 @@ from allocator.demand import stream_requirements
 from allocator.domain import AllocationProblem, SolverOptions
 from allocator.errors import SolverFailure
 from allocator.explain import Solution, change_reasons, explain, level_at
-from allocator.model.build import Built, Line, build_model, cover_value, with_aux
+from allocator.model.build import Built, Line, build_model, cover_matrix, with_aux
 from allocator.model.lp import LinearProgram, LpResult
 from allocator.model.warm_lp import WarmLp
 from allocator.plan import (
@@ -725,16 +725,16 @@ def _stats(
     )
 
 
-def _assignments(built: Built, v: NDArray[np.float64]) -> list[Assignment]:
+def _assignments(
+    built: Built, v: NDArray[np.float64], cover: NDArray[np.float64]
+) -> list[Assignment]:
     p = built.problem
     out: list[Assignment] = []
     for cls in built.classes:
         covers: dict[int, dict[int, float]] = {}
         for i in cls.streams:
-            for t in range(p.request.horizon_periods):
-                c = cover_value(built, v, i, t)
-                if c > TINY:
-                    covers.setdefault(t, {})[i] = c
+            for t in np.flatnonzero(cover[i] > TINY).tolist():
+                covers.setdefault(t, {})[i] = float(cover[i, t])
         for (j, t), var in sorted(cls.x.items()):
             _split(out, covers.get(t, {}), float(v[var]), t, p.teams[j].id, "team", p)
         for (j, t), var in sorted(cls.y.items()):
@@ -778,15 +778,12 @@ def _costs(built: Built, v: NDArray[np.float64]) -> CostBreakdown:
     )
 
 
-def _service(built: Built, v: NDArray[np.float64]) -> list[StreamService]:
+def _service(built: Built, cover: NDArray[np.float64]) -> list[StreamService]:
     p = built.problem
     out: list[StreamService] = []
-    horizon = p.request.horizon_periods
-    periods = np.arange(horizon, dtype=np.int64)
+    periods = np.arange(p.request.horizon_periods, dtype=np.int64)
     for i, stream in enumerate(p.streams):
-        req = built.reqs[i]
-        staffed = np.asarray([cover_value(built, v, i, t) for t in range(horizon)])
-        out.extend(stream_service_rows(stream.id, req, staffed, periods))
+        out.extend(stream_service_rows(stream.id, built.reqs[i], cover[i], periods))
     return out
 
 
@@ -824,18 +821,19 @@ def read_plan(
 ) -> Plan:
     """Turn solver values into domain output objects, in canonical (sorted) order."""
     p = built.problem
-    explanation = explain(built, sol)
+    cover = cover_matrix(built, sol.values)
+    explanation = explain(built, sol, cover)
     levels, changes = _levels_and_changes(built, sol, explanation)
     return Plan(
         policy=f"optimiser:{backend}",
         as_of=p.request.as_of,
         period_minutes=p.request.period_minutes,
         horizon_periods=p.request.horizon_periods,
-        assignments=sorted_assignments(_assignments(built, sol.values)),
+        assignments=sorted_assignments(_assignments(built, sol.values, cover)),
         provider_levels=tuple(levels),
         changes=tuple(changes),
         costs=_costs(built, sol.values),
-        service=tuple(_service(built, sol.values)),
+        service=tuple(_service(built, cover)),
         stats=_stats(built, res, backend, build_time, stages),
         explanation=explanation,
     )
