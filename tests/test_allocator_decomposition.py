@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from allocator import SolverOptions, solve
 from allocator.demand import stream_requirements
+from allocator.model import mathopt
 from allocator.model.build import Built, build_model
 from allocator.model.lagrange import (
     BOUND_LINK_ROWS,
@@ -32,7 +33,7 @@ def _built(seed: int) -> tuple[Built, list[int], LpResult]:
     problem = generate(SMALL, seed, binding_contracts=True)
     built = build_model(problem, stream_requirements(problem))
     rows = [r for r in range(built.lp.num_rows) if not built.lp.lazy[r]]
-    relaxed = built.lp.solve("highs_lp", rows, time_limit_s=30, relax=True)
+    relaxed = mathopt.solve(built.lp, "highs_lp", rows, time_limit_s=30, relax=True)
     assert relaxed.status == "optimal"
     return built, rows, relaxed
 
@@ -161,7 +162,7 @@ def test_coarse_block_bounds_hold_for_every_plan() -> None:
     )
     bounds = coarse_block_bounds(lp, coarse, fine, lag)
     lb, ub = _rounded_bounds(built, relaxed.values)
-    plan = lp.solve("highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.0)
+    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.0)
     assert plan.has_solution
     for block, bb in zip(coarse.blocks, bounds, strict=True):
         priced = float(np.dot(lag.prices[block.vars], plan.values[block.vars]))
@@ -208,7 +209,7 @@ def test_block_search_keeps_every_row_and_never_costs_more(seed: int) -> None:
     lp = built.lp
     ints = np.asarray(lp.integer, dtype=bool)
     lb, ub = _rounded_bounds(built, relaxed.values)  # the solver's own first plan
-    plan = lp.solve("highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
     assert plan.has_solution
     dec = decompose(lp, rows)
     res = improve(

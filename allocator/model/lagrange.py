@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from allocator.model.lp import LinearProgram, LpBackend, LpResult
-from allocator.model.mathopt import solve_model
+from allocator.model.mathopt import solve_model, sub_proto
 
 LINK_ROWS = frozenset({"churn", "frozen_up", "frozen_down"})
 """Row families that tie consecutive level segments together (dualised, not kept in blocks)."""
@@ -253,7 +253,7 @@ def lagrangian_bound(
                 results[k] = res
                 return res
             share = left if root_only else min(left, max(share, block_limit_s or 0.0))
-        model = lp.sub_proto(block.vars, block.rows.tolist(), cost, lb, ub)
+        model = sub_proto(lp, block.vars, block.rows.tolist(), cost, lb, ub)
         res = solve_model(
             model,
             backend,

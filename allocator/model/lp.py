@@ -15,15 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from allocator.domain import Backend
-
-if TYPE_CHECKING:
-    from ortools.math_opt import model_pb2
 
 INF = math.inf
 
@@ -144,61 +140,3 @@ class LinearProgram:
             coef = np.bincount(group, weights=coef).astype(np.float64)
             row_ids, cols = row_ids[keep], cols[keep]
         return row_ids, cols, coef
-
-    def to_proto(
-        self,
-        rows: Sequence[int],
-        *,
-        relax: bool = False,
-        lb: NDArray[np.float64] | None = None,
-        ub: NDArray[np.float64] | None = None,
-    ) -> model_pb2.ModelProto:
-        """:func:`allocator.model.mathopt.to_proto` (OR-Tools loads on first use)."""
-        from allocator.model import mathopt
-
-        return mathopt.to_proto(self, rows, relax=relax, lb=lb, ub=ub)
-
-    def sub_proto(
-        self,
-        vs: NDArray[np.int64],
-        rows: Sequence[int],
-        cost: NDArray[np.float64],
-        lb: NDArray[np.float64],
-        ub: NDArray[np.float64],
-        at: NDArray[np.float64] | None = None,
-    ) -> model_pb2.ModelProto:
-        """:func:`allocator.model.mathopt.sub_proto` (OR-Tools loads on first use)."""
-        from allocator.model import mathopt
-
-        return mathopt.sub_proto(self, vs, rows, cost, lb, ub, at)
-
-    def solve(
-        self,
-        backend: LpBackend,
-        rows: Sequence[int],
-        *,
-        time_limit_s: float,
-        relative_gap: float = 0.0,
-        threads: int = 1,
-        seed: int = 0,
-        relax: bool = False,
-        lb: NDArray[np.float64] | None = None,
-        ub: NDArray[np.float64] | None = None,
-        hint: NDArray[np.float64] | None = None,
-    ) -> LpResult:
-        """:func:`allocator.model.mathopt.solve` (OR-Tools loads on first use)."""
-        from allocator.model import mathopt
-
-        return mathopt.solve(
-            self,
-            backend,
-            rows,
-            time_limit_s=time_limit_s,
-            relative_gap=relative_gap,
-            threads=threads,
-            seed=seed,
-            relax=relax,
-            lb=lb,
-            ub=ub,
-            hint=hint,
-        )

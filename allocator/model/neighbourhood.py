@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from allocator.model.lagrange import Decomposition
 from allocator.model.lp import LinearProgram, LpBackend, LpResult
-from allocator.model.mathopt import solve_model
+from allocator.model.mathopt import solve_model, sub_proto
 
 IMPROVEMENT_TOL = 1e-6
 """Relative objective fall below which a block's answer is not taken (solver noise)."""
@@ -134,7 +134,7 @@ def _solve_hood(
 ) -> LpResult:
     """The neighbourhood MIP (other variables held at ``values``), started from ``values``."""
     obj = np.asarray(lp.obj, dtype=np.float64)
-    model = lp.sub_proto(hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
+    model = sub_proto(lp, hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
     return solve_model(
         model,
         backend,

@@ -332,8 +332,11 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
         return max(0.05, deadline - time.perf_counter())
 
     def mip(**kw: object) -> LpResult:
+        from allocator.model import mathopt
+
         kw.setdefault("relative_gap", opts.relative_gap)
-        return lp.solve(
+        return mathopt.solve(
+            lp,
             opts.backend,
             rows,
             threads=opts.threads,
