@@ -3,9 +3,9 @@
 Public API: build an :class:`AllocationProblem` from the domain objects and call
 :func:`solve` to get a :class:`Plan`. Everything else is internal.
 
-:func:`solve` is loaded on first use: it brings OR-Tools (~30 MB resident), and processes that
-only build problems and read plans — the worker's main process, which solves in a child
-process — should not pay for it.
+:func:`solve` is loaded on first use: it brings the solvers (HiGHS; OR-Tools once a MIP stage
+runs), and processes that only build problems and read plans — the worker's main process,
+which solves in a child process — should not pay for it.
 """
 
 from typing import TYPE_CHECKING, Any

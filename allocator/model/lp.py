@@ -24,7 +24,7 @@ from allocator.domain import Backend
 INF = math.inf
 
 LpBackend = Backend | str
-"""A MIP back-end, or ``"glop"``/``"highs_lp"`` for pure LPs."""
+"""A MIP back-end, or ``"highs_lp"`` for a pure LP (the level search's segment LPs)."""
 
 
 @dataclass(frozen=True, slots=True)

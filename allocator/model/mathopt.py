@@ -42,7 +42,6 @@ from allocator.model.lp import INF, LinearProgram, LpBackend, LpResult
 _SOLVER_TYPES: dict[str, int] = {
     "highs": parameters_pb2.SOLVER_TYPE_HIGHS,
     "scip": parameters_pb2.SOLVER_TYPE_GSCIP,
-    "glop": parameters_pb2.SOLVER_TYPE_GLOP,
     "highs_lp": parameters_pb2.SOLVER_TYPE_HIGHS,
 }
 HIGHS_ROOT_HEURISTICS = (

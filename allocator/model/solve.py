@@ -253,8 +253,8 @@ def _repaired(
 
     if short(n):
         lp_total = const + sum(float(relaxed[v]) * blocks[v] for v in n)
-        ways = (lifted, dropped) if lp_total >= min_fte / 2 else (dropped, lifted)
-        n = next((c for c in (way() for way in ways) if not short(c)), ways[0]())
+        tries = [lifted(), dropped()] if lp_total >= min_fte / 2 else [dropped(), lifted()]
+        n = next((c for c in tries if not short(c)), tries[0])
     for v in sorted(n, key=lambda u: relaxed[u] - math.floor(relaxed[u])):
         while total(n) > max_fte + 1e-9 and n[v] > free[v][0]:
             n[v] -= 1
@@ -437,12 +437,16 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
     gap = _gap(best.objective, bound, fixed)
     status = "optimal" if gap <= max(opts.relative_gap, 1e-9) else "feasible"
     values = with_aux(built, best.values)
-    duals = _plan_duals(warm, built, rows, values) if opts.compute_marginals else None
+    duals = _plan_duals(warm, built, rows, values, opts) if opts.compute_marginals else None
     return Outcome(values, best.objective, bound, status, elapsed, stages, rows, duals)
 
 
 def _plan_duals(
-    warm: WarmLp, built: Built, rows: list[int], values: NDArray[np.float64]
+    warm: WarmLp,
+    built: Built,
+    rows: list[int],
+    values: NDArray[np.float64],
+    opts: SolverOptions,
 ) -> NDArray[np.float64] | None:
     """Duals of the LP with every integer fixed at the plan: the shadow prices it explains.
 
@@ -451,7 +455,7 @@ def _plan_duals(
     lb = np.asarray(built.lp.lb, dtype=np.float64)
     ub = np.asarray(built.lp.ub, dtype=np.float64)
     lb[ints] = ub[ints] = np.round(values[ints])
-    res = warm.solve(rows, time_limit_s=60.0, lb=lb, ub=ub)
+    res = warm.solve(rows, time_limit_s=opts.time_limit_s, lb=lb, ub=ub)
     return res.duals if res.status == "optimal" else None
 
 

@@ -35,8 +35,8 @@ class OptimiserPolicy:
     def plan(self, problem: AllocationProblem) -> Plan:
         """The optimal plan (to the configured relative gap) for ``problem``; the greedy plan,
         clearly labelled, if the solver found none in time."""
-        # Imported here: the MIP brings OR-Tools, which a process that only holds the policy
-        # (the worker's main process; it plans in a child) need not load.
+        # Imported here: the solver brings HiGHS (and OR-Tools), which a process that only
+        # holds the policy (the worker's main process; it plans in a child) need not load.
         from allocator.model.solve import solve
 
         try:
