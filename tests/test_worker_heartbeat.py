@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from aiokafka import TopicPartition
 
+from schemas import DeadLetter
 from services.worker.agent import domains_key, inputs_key, position_key
 from services.worker.heartbeat import (
     HEARTBEAT_KEY,
@@ -91,6 +92,48 @@ async def test_a_heartbeat_advances_an_idle_domain_once_all_inputs_reported() ->
     assert fakes.table[position_key(P)] == b"4", "heartbeats move the input position too"
     assert decode_heartbeat(fakes.table[inputs_key(P)])[1] == 2
     assert handler.heartbeats == 2
+
+
+async def test_a_heartbeat_advances_only_domains_idle_since_the_previous_one() -> None:
+    """A domain with a batch since the last heartbeat moves with its own events: another
+    domain's newer time must not overtake its events still on their way through ingest."""
+    fakes = Fakes(position=0)
+    handler = fakes.handler(real_handle=True)
+    handler._planner = _NoPlanner()  # type: ignore[assignment]
+    far = timedelta(hours=20)
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 0)
+    await handler.on_message(DOMAIN.encode(), batch([*baseline_catalogue()]), P, 1)
+    await handler.on_message(DOMAIN.encode(), batch(hours(0, 10, 5)), P, 2)
+    watermark = json.loads(fakes.table[DOMAIN.encode()])["watermark"]
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 3)
+    state = json.loads(fakes.table[DOMAIN.encode()])
+    assert state["watermark"] == watermark and state["buffer"], "active since the last beat"
+    # its events went on after hour 10 (the rest of the batch was on its way): not late
+    await handler.on_message(DOMAIN.encode(), batch(hours(10, 12, 5)), P, 4)
+    assert not [e for e in fakes.sent if isinstance(e, DeadLetter)]
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 5)
+    assert json.loads(fakes.table[DOMAIN.encode()])["buffer"], "still active"
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 6)
+    state = json.loads(fakes.table[DOMAIN.encode()])
+    assert state["watermark"] > watermark and state["buffer"] == [], "idle for a period: moved"
+
+
+async def test_the_first_heartbeat_after_a_rebalance_only_starts_the_count() -> None:
+    fakes = Fakes(position=0)
+    handler = fakes.handler(real_handle=True)
+    handler._planner = _NoPlanner()  # type: ignore[assignment]
+    far = timedelta(hours=20)
+    first_day = batch([*baseline_catalogue(), *hours(0, 10, 5)])
+    await handler.on_message(DOMAIN.encode(), first_day, P, 0)
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 1)
+    assert json.loads(fakes.table[DOMAIN.encode()])["buffer"], "who was active is not known"
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far), P, 2)
+    assert json.loads(fakes.table[DOMAIN.encode()])["buffer"] == []
+    handler.forget()
+    await handler.on_message(DOMAIN.encode(), batch(hours(30, 31, 5)), P, 3)
+    before = json.loads(fakes.table[DOMAIN.encode()])["watermark"]
+    await handler.on_message(HEARTBEAT_KEY, beat(1, ops_queues__0=far * 2), P, 4)
+    assert json.loads(fakes.table[DOMAIN.encode()])["watermark"] == before
 
 
 async def test_a_heartbeat_behind_the_domain_changes_nothing() -> None:

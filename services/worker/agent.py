@@ -279,6 +279,9 @@ class DomainHandler:
         self._processors: dict[str, DomainProcessor] = {}
         self._next: dict[int, int] = {}
         self._domains: dict[int, set[str]] = {}
+        #: Per internal partition, the domains that had a batch since its last heartbeat
+        #: (absent until this worker has seen one heartbeat there: see :meth:`heartbeat`).
+        self._active: dict[int, set[str]] = {}
         #: Domains whose gauges this worker set, with their internal partition.
         self._gauged: dict[str, int] = {}
         self._partition_of: dict[str, int] = {}
@@ -295,6 +298,7 @@ class DomainHandler:
         self._processors.clear()
         self._next.clear()
         self._domains.clear()
+        self._active.clear()
         self._rewinding.clear()
 
     def retain(self, partitions: set[int]) -> None:
@@ -465,6 +469,9 @@ class DomainHandler:
     def _register(self, partition: int, domain: str) -> None:
         """Remember which domains a partition carries (a heartbeat advances all of them)."""
         self._partition_of[domain] = partition
+        active = self._active.get(partition)
+        if active is not None:
+            active.add(domain)
         known = self._domains_of(partition)
         if domain not in known:
             known.add(domain)
@@ -480,8 +487,18 @@ class DomainHandler:
 
     async def heartbeat(self, value: bytes, partition: int, offset: int | None = None) -> None:
         """An event-time heartbeat from ingest (:mod:`services.worker.heartbeat`): record the
-        input partitions' event times and, once all have reported, advance every domain of
-        this partition to their minimum (its idle domains close intervals and plan)."""
+        input partitions' event times and, once all have reported, advance the *idle* domains
+        of this partition to their minimum (they close intervals and plan).
+
+        Idle means: no batch of the domain on this partition since the previous heartbeat.
+        A domain with events of its own moves with them, and a heartbeat carrying another
+        domain's newer time must not overtake its events still on their way through ingest
+        (one publish of two domains' day reaches the input partitions one after another;
+        advancing the second domain then would refuse its own events as late). Activity is
+        read from the internal partition's order, not a clock, so re-reading the partition
+        decides the same. The first heartbeat this worker sees on a partition (after start
+        or a rebalance) only starts the count: it cannot tell who was active before it.
+        """
         try:
             inputs, total = decode_heartbeat(value)
             stored = self._states.get(inputs_key(partition))
@@ -491,8 +508,10 @@ class DomainHandler:
                 self._states[inputs_key(partition)] = encode_heartbeat(merged, total)
             watermark = low_watermark(merged, total)
             self.heartbeats += 1
-            if watermark is not None:
-                for domain in sorted(self._domains_of(partition)):
+            active = self._active.get(partition)
+            self._active[partition] = set()
+            if watermark is not None and active is not None:
+                for domain in sorted(self._domains_of(partition) - active):
                     self._partition_of[domain] = partition
                     await self._advance(domain, watermark)
         except Exception:  # never crash the agent on a heartbeat

@@ -16,9 +16,13 @@ forever. Stream processors solve this with watermarks that travel with the strea
   late. The wall clock decides only *when* a heartbeat is sent; what it says is event time.
 * **The domain agent** (``DomainHandler.heartbeat``) keeps, per internal partition and in its
   table (so it survives a takeover), the newest value per input partition, and once every input
-  partition has reported, advances every domain of that internal partition to the **minimum**
+  partition has reported, advances the *idle* domains of that internal partition (no batch
+  of theirs since the previous heartbeat there) to the **minimum**
   (``DomainProcessor.advance``). The minimum over all inputs, across all ingest members: one
-  slow or dead member holds it back rather than making its unread events late.
+  slow or dead member holds it back rather than making its unread events late. A domain
+  with events of its own moves with them: the delay above narrows the race of a heartbeat
+  overtaking a domain's events in flight, and skipping active domains closes it unless a
+  domain's own events pause for a whole period mid-publish.
 
 Decisions stay a function of the event stream: an input event is accepted if it is within its
 kind's lateness of the watermark, with or without heartbeats, and ingest's alignment already
