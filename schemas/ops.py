@@ -64,7 +64,10 @@ class QueueDefined(Event):
     core: bool = Field(False, description="Core work counts towards the in-house share.")
     default_handle_time_s: float = Field(gt=0, le=7 * 86_400)
     patience_s: float | None = Field(
-        None, gt=0, description="Mean customer patience; enables Erlang A (abandonment)."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Mean customer patience; enables Erlang A (abandonment).",
     )
     interval_minutes: IntervalMinutes = Field(
         15, description="Length of the intervals volumes arrive in."

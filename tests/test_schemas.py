@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import typing
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from schemas import (
     CapacityRequested,
@@ -266,3 +272,41 @@ def _decode_quietly(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) 
         return decode(key, value, headers, expected_types=[TicketVolumeObserved])
     except InvalidEvent as refusal:
         return refusal
+
+
+def _float_fields(model: type[BaseModel], path: str) -> Iterator[tuple[str, FieldInfo]]:
+    for name, info in model.model_fields.items():
+        stack: list[Any] = [info.annotation]
+        while stack:
+            ann = stack.pop()
+            if ann is float:
+                yield f"{path}.{name}", info
+            elif isinstance(ann, type) and issubclass(ann, BaseModel):
+                yield from _float_fields(ann, f"{path}.{name}")
+            stack += typing.get_args(ann)
+
+
+def test_no_input_float_admits_nan_or_infinity() -> None:
+    """Inputs are finite numbers: the internal hand-over writes JSON with orjson, which has no
+    NaN or infinity (it would write null), and the planner has no use for either."""
+    fields = [
+        found
+        for spec in ALL_TOPICS
+        if spec.is_input
+        for found in _float_fields(spec.event, spec.event.__name__)
+    ]
+    assert len(fields) >= 15, [path for path, _ in fields]  # rates, FTEs, SLAs, handle times
+    admitted = []
+    for path, info in fields:
+        adapter: TypeAdapter[float] = TypeAdapter(Annotated[float, *info.metadata])
+        for bad in (math.nan, math.inf):
+            for validate, value in (
+                (adapter.validate_python, bad),
+                (adapter.validate_json, json.dumps(bad)),
+            ):
+                try:
+                    validate(value)
+                except ValidationError:
+                    continue
+                admitted.append(f"{path} admits {value!r}")
+    assert not admitted

