@@ -418,7 +418,7 @@ class Worker:
             "--web-port",
             str(port),
             "--worker-log-level",
-            "warning",
+            os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
         ]
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
@@ -534,6 +534,9 @@ class Trial:
 
     plan_s: float | None
     request_s: float | None
+    #: the plan's own build + solve seconds (``AllocationPlanned.solver``, timed in the planner
+    #: process): the rest of ``plan_s`` is the pipeline around the solver
+    solver_s: float | None = None
 
 
 #: Trials before the measured ones: trial 0 closes an interval of the unconfigured domain,
@@ -576,12 +579,13 @@ async def measure_latency(
             since = domain.plan_time(k).isoformat().encode()
             sent = time.time()
             await _send(producer, settings, domain.trial(k))
-            plan_at, request_at = await _outputs(consumer, timeout_s, since)
+            plan_at, request_at, solver_s = await _outputs(consumer, timeout_s, since)
             if k >= WARM_UP_TRIALS:
                 results.append(
                     Trial(
                         None if plan_at is None else plan_at - sent,
                         None if request_at is None else request_at - sent,
+                        solver_s,
                     )
                 )
     finally:
@@ -607,15 +611,17 @@ async def _send(producer: AIOKafkaProducer, settings: Settings, events: Sequence
 
 async def _outputs(
     consumer: AIOKafkaConsumer, timeout_s: float, since: bytes
-) -> tuple[float | None, float | None]:
+) -> tuple[float | None, float | None, float | None]:
     """Broker timestamps (s) of the first plan and the first capacity request whose event time
-    (``ce_time``, same UTC ISO form) is at or after ``since``. Waits for the plan; once it is
-    there, gives its requests (sent right after it) a short while."""
+    (``ce_time``, same UTC ISO form) is at or after ``since``, and that plan's build + solve
+    seconds. Waits for the plan; once it is there, gives its requests (sent right after it)
+    a short while."""
     deadline = time.monotonic() + timeout_s
     plan_kind = AllocationPlanned.event_type.encode()
     request_kind = CapacityRequested.event_type.encode()
     plan_at: float | None = None
     request_at: float | None = None
+    solver_s: float | None = None
     while time.monotonic() < deadline:
         fetched = await consumer.getmany(timeout_ms=20)
         for records in fetched.values():
@@ -627,13 +633,15 @@ async def _outputs(
                 kind = headers.get("ce_type")
                 if kind == plan_kind and (plan_at is None or stamp < plan_at):
                     plan_at = stamp
+                    solver = json.loads(record.value or b"{}").get("solver", {})
+                    solver_s = solver.get("build_seconds", 0.0) + solver.get("solve_seconds", 0.0)
                 elif kind == request_kind and (request_at is None or stamp < request_at):
                     request_at = stamp
         if plan_at is not None and request_at is not None:
             break
         if plan_at is not None:
             deadline = min(deadline, time.monotonic() + 1.0)
-    return plan_at, request_at
+    return plan_at, request_at, solver_s
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -742,6 +750,8 @@ def report(r: dict[str, Any]) -> str:
     trials: list[Trial] = r["trials"]
     lat = [t.request_s for t in trials if t.request_s is not None]
     plan_lat = [t.plan_s for t in trials if t.plan_s is not None]
+    solver = [t.solver_s for t in trials if t.solver_s is not None]
+    around = [t.plan_s - t.solver_s for t in trials if t.plan_s is not None and t.solver_s]
     missed = len(trials) - len(lat)
     p99 = percentile(lat, 99) if lat else float("nan")
     rss: RSS = r["rss"]
@@ -789,6 +799,12 @@ def report(r: dict[str, Any]) -> str:
             "",
         ),
         (
+            "of which the plan's build + solve (planner process) p50 / p99",
+            f"{pct(solver)}; the rest (events in, problem, hand-over, publish) {pct(around)}",
+            "",
+            "",
+        ),
+        (
             "worker peak RSS (VmHWM), main + children",
             f"{rss.total:.0f} MB (main {rss.main:.0f}, children "
             + ", ".join(f"{c:.0f}" for c in rss.children)
@@ -817,6 +833,12 @@ def report(r: dict[str, Any]) -> str:
             "request latencies (s): "
             + ", ".join(f"{x:.2f}" for x in lat)
             + f"; mean {statistics.fmean(lat):.2f}"
+        )
+    if solver:
+        lines.append(
+            "plan build + solve (s): "
+            + ", ".join(f"{x:.2f}" for x in solver)
+            + f"; mean {statistics.fmean(solver):.2f}"
         )
     return "\n".join(lines)
 

@@ -573,13 +573,16 @@ class DomainHandler:
         started = time.perf_counter()
         try:
             problem = processor.problem()
+            asked = time.perf_counter()
             plan: Plan = await self._planner.plan(problem)
         except Exception as exc:  # solver, pool or data trouble: hold capacity, say why
             FALLBACKS.labels(domain, type(exc).__name__).inc()
             log.error("plan.failed", domain=domain, error=str(exc), error_class=type(exc).__name__)
             return processor.apply_failure(f"{type(exc).__name__}: {exc}", trigger)
-        PLAN_SOLVE_SECONDS.labels(domain).observe(time.perf_counter() - started)
+        answered = time.perf_counter()
+        PLAN_SOLVE_SECONDS.labels(domain).observe(answered - started)
         outputs = processor.apply_plan(plan, trigger)
+        applied = time.perf_counter()
         for event in outputs:
             if isinstance(event, AllocationPlanned):
                 self._plans[domain.encode()] = encode(event).value
@@ -595,6 +598,12 @@ class DomainHandler:
                     plan_id=event.plan_id,
                     cost=event.cost.total,
                     status=event.solver.status.value,
+                    # where a plan's time went: the problem from state, the planner process
+                    # (its own build + solve, the rest is hand-over and read-back), apply
+                    problem_s=round(asked - started, 3),
+                    planner_s=round(answered - asked, 3),
+                    solver_s=round(event.solver.build_seconds + event.solver.solve_seconds, 3),
+                    apply_s=round(applied - answered, 3),
                 )
             elif isinstance(event, CapacityRequested):
                 direction = "up" if event.target_fte > event.current_fte else "down"

@@ -20,6 +20,7 @@ from typing import Any
 from allocator import AllocationProblem, Plan, SolverOptions
 from allocator.policies import GreedyPolicy, OptimiserPolicy, StaticPolicy
 from allocator.policies.base import AllocationPolicy
+from services.worker.gc_tuning import tune_gc
 
 POLICIES = ("optimiser", "greedy", "static")
 
@@ -49,10 +50,14 @@ def _plan_in_child(policy_name: str, time_limit_s: float, problem: AllocationPro
 
 
 def _warm_in_child(policy_name: str, time_limit_s: float) -> None:
-    """Import what the policy will plan with, once, before the first plan."""
+    """Import what the policy will plan with, once, before the first plan; then collect
+    garbage as the worker's other processes do (a plan allocates ~10^5 short-lived objects,
+    nearly none in cycles: with CPython's default thresholds collections cost ~5 % of a
+    re-plan of the bench's M domain and its hand-over)."""
     make_policy(policy_name, time_limit_s)
     if policy_name == "optimiser":
         import allocator.model.solve  # noqa: F401  (the policy imports it late)
+    tune_gc()
 
 
 class PlanningTimeout(TimeoutError):
