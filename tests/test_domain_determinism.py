@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import random
 import zlib
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from schemas import (
     ResponseStatus,
     encode,
 )
-from services.domain import DomainProcessor, Inbound, PlannerConfig
+from services.domain import DomainProcessor, Inbound, PlannerConfig, dump_state, load_state
 from tests.test_domain_support import (
     COMMON,
     DOMAIN,
@@ -146,7 +145,7 @@ class Outcome:
 
 
 def restored(proc: DomainProcessor) -> DomainProcessor:
-    state = json.loads(json.dumps(proc.to_state()))
+    state = load_state(dump_state(proc.to_state()))  # the bytes the worker's table stores
     return DomainProcessor(DOMAIN, proc.config, state)
 
 

@@ -6,7 +6,6 @@ the same way, with the contract's pydantic models.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,14 @@ from schemas import (
     TeamCapacityUpdated,
     TicketVolumeObserved,
 )
-from services.domain import DomainProcessor, Inbound, PlannerConfig, StepResult
+from services.domain import (
+    DomainProcessor,
+    Inbound,
+    PlannerConfig,
+    StepResult,
+    dump_state,
+    load_state,
+)
 
 #: A Monday midnight, so intervals line up with the forecasters' week slots.
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
@@ -289,8 +295,9 @@ class Driver:
         return out
 
     def restore(self) -> Driver:
-        """A new driver on a processor rebuilt from this one's JSON state."""
-        state = json.loads(json.dumps(self.proc.to_state()))
+        """A new driver on a processor rebuilt from this one's state, through the bytes the
+        worker's table stores."""
+        state = load_state(dump_state(self.proc.to_state()))
         proc = DomainProcessor(DOMAIN, self.proc.config, state)
         return Driver(proc, self.policy, self.offset)
 

@@ -70,7 +70,7 @@ Semantics in one place (details in each module's docstring):
 from services.domain.buffer import Inbound, InboundLike
 from services.domain.config import PlannerConfig
 from services.domain.processor import DomainProcessor, Refusal, StepResult
-from services.domain.state import STATE_VERSION, StateVersionError
+from services.domain.state import STATE_VERSION, StateVersionError, dump_state, load_state
 from services.domain.triggers import Trigger, TriggerKind
 
 __all__ = [
@@ -84,4 +84,6 @@ __all__ = [
     "StepResult",
     "Trigger",
     "TriggerKind",
+    "dump_state",
+    "load_state",
 ]

@@ -32,7 +32,7 @@ from schemas import (
 from schemas.topics import capacity_requests_spec, dead_letter_spec, topic_for
 from schemas.wire import encode
 from services.config import Settings
-from services.domain import DomainProcessor, PlannerConfig
+from services.domain import DomainProcessor, PlannerConfig, dump_state, load_state
 from services.kafka import ensure_topics
 from services.metrics import (
     CAPACITY_REQUESTS,
@@ -437,7 +437,7 @@ class DomainHandler:
         processor = self._processors.get(domain)
         if processor is None:
             stored = self._states.get(domain.encode())
-            state = None if stored is None else _loads(stored)
+            state = None if stored is None else load_state(stored)
             processor = DomainProcessor(domain, self._config, state)
             self._processors[domain] = processor
         return processor
@@ -529,7 +529,7 @@ class DomainHandler:
             log.exception("domain.advance_failed", domain=domain)
             self._processors.pop(domain, None)
             return
-        self._states[domain.encode()] = _dumps(processor.to_state())
+        self._states[domain.encode()] = dump_state(processor.to_state())
 
     async def _handle(self, domain: str, items: list[Inbound]) -> None:
         """Run one inbound batch through the core's event-time timeline and publish.
@@ -542,7 +542,7 @@ class DomainHandler:
         """
         processor = self._processor(domain)
         await self._run_steps(domain, processor, processor.ingest(items))
-        self._states[domain.encode()] = _dumps(processor.to_state())
+        self._states[domain.encode()] = dump_state(processor.to_state())
         self.handled += len(items)
 
     async def _run_steps(self, domain: str, processor: DomainProcessor, result: Any) -> None:
@@ -618,12 +618,3 @@ class DomainHandler:
                     to_fte=event.to_fte,
                 )
         return outputs
-
-
-def _dumps(state: dict[str, Any]) -> bytes:
-    return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _loads(raw: bytes) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(raw)
-    return loaded
