@@ -467,7 +467,8 @@ class DomainHandler:
         self._applied(partition, offset)
 
     def _register(self, partition: int, domain: str) -> None:
-        """Remember which domains a partition carries (a heartbeat advances all of them)."""
+        """Remember which domains a partition carries (a heartbeat advances the idle ones) and
+        that this one was active since the partition's last heartbeat."""
         self._partition_of[domain] = partition
         active = self._active.get(partition)
         if active is not None:
