@@ -2,6 +2,8 @@
 
 Run:  .venv/bin/python bench/pipeline.py                  (300k events; ~2-3 minutes on 2 cores)
       .venv/bin/python bench/pipeline.py --events 100000 --trials 20 --policy optimiser
+      BENCH_WORKER_LOG_LEVEL=info FLEXFORCE_LOG_LEVEL=info ... --keep DIR   (plan timings in
+      DIR/worker.log: ``plan.published`` problem_s / planner_s / solver_s / apply_s)
 
 Why this shape (issue 4, "Benchmark"): replays, back-fills and simulations push ticket volumes
 through a worker as fast as it can go, so the worker's ingest rate is measured against what the
@@ -800,7 +802,8 @@ def report(r: dict[str, Any]) -> str:
         ),
         (
             "of which the plan's build + solve (planner process) p50 / p99",
-            f"{pct(solver)}; the rest (events in, problem, hand-over, publish) {pct(around)}",
+            f"{pct(solver)}; the rest (events in, problem, read-back and explanation, "
+            f"hand-over, publish) {pct(around)}",
             "",
             "",
         ),
