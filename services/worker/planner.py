@@ -12,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import copyreg
 import multiprocessing
+import time
 import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import structlog
+
 from allocator import AllocationProblem, Plan, SolverOptions
 from allocator.policies import GreedyPolicy, OptimiserPolicy, StaticPolicy
 from allocator.policies.base import AllocationPolicy
 from services.worker.gc_tuning import tune_gc
+
+log = structlog.get_logger(__name__)
 
 POLICIES = ("optimiser", "greedy", "static")
 
@@ -83,12 +88,17 @@ class Planner:
         """Start the child process and import the allocator in it now, so that the first plan
         does not pay for it (measured 1-3 s on a loaded 2-core machine: spawn, imports)."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             await loop.run_in_executor(
                 self._executor(), _warm_in_child, self._policy, self._time_limit_s
             )
         except Exception:  # best effort: the first plan starts (and reports) a broken pool
             self._restart()
+            return
+        log.info(
+            "planner.warm", policy=self._policy, seconds=round(time.perf_counter() - started, 2)
+        )
 
     async def plan(self, problem: AllocationProblem) -> Plan:
         """Solve ``problem``; raise :class:`PlanningTimeout` past the deadline."""
