@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from allocator import InvalidInput
 from schemas import DeadLetterStage, Event, ResolveWithinSla
 from services.domain import DomainProcessor, Inbound, PlannerConfig
+from services.domain.demand import DemandBook, IntervalMismatch, LateEvent
 from services.domain.problem import backlog_spread
 from tests.test_domain_support import (
     DOMAIN,
@@ -349,3 +350,47 @@ def test_queues_are_planned_to_the_planning_target(margin: float, planned: float
     (stream,) = proc.problem().streams
     assert stream.sla.target_fraction == pytest.approx(planned)
     assert proc.state.catalogue.queues["sd"].sla.target_fraction == 0.8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 6),  # interval (hour after T0)
+            st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]),
+            st.integers(-2, 200),  # minutes after the interval's end the report is made
+            st.sampled_from(["sd", "l2"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_demand_windows_remembered_per_interval_decide_as_worked_out_each_time(
+    reports: list[tuple[int, timezone, int, str]],
+) -> None:
+    """DemandBook keeps each UTC interval's window arithmetic; the outcome of every report
+    (refusal and reason, or the upsert) and the final state are those of working it out for
+    each report, in any offset."""
+    cfg = config()
+    remembered, each_time = DemandBook(), DemandBook()
+    for n, (hour, zone, after, queue_id) in enumerate(reports):
+        start = (T0 + timedelta(hours=hour)).astimezone(zone)
+        event = volume(hour, 10 + n, queue_id=queue_id, event_id=f"r{n}").model_copy(
+            update={"interval_start": start, "time": start + timedelta(minutes=60 + after)}
+        )
+        outcomes = []
+        for book in (remembered, each_time):
+            if book is each_time:
+                book._windows.clear()
+            try:
+                book.observe(event, cfg)
+                outcomes.append("ok")
+            except (LateEvent, IntervalMismatch) as exc:
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+        assert outcomes[0] == outcomes[1]
+        if hour == 3 and n % 4 == 0:  # intervals close as event time moves on
+            clock = T0 + timedelta(hours=hour + 2)
+            assert remembered.close(clock, cfg) == each_time.close(clock, cfg)
+    assert remembered.to_json() == each_time.to_json()
+    if any(zone is UTC for _, zone, _, _ in reports):
+        assert remembered._windows, "the UTC intervals were remembered"

@@ -33,6 +33,9 @@ from schemas import ProjectDemandChanged, TicketVolumeObserved
 from services.domain.config import PlannerConfig
 from services.domain.ids import iso, parse_time
 
+#: Intervals whose window arithmetic :class:`DemandBook` keeps (a week of 5-minute ones).
+_WINDOWS_KEPT = 4096
+
 
 class LateEvent(ValueError):
     """The report came after its interval's grace; ``reason`` says by how much."""
@@ -76,6 +79,14 @@ class DemandBook:
 
     queues: dict[str, QueueDemand] = field(default_factory=dict)
     next_close: datetime | None = None
+    #: Not state: (UTC interval start, minutes) → (latest on-time report time, interval index,
+    #: close time) under the config ``_windows_of``. Every queue reports the same intervals and
+    #: this datetime arithmetic was the largest part of a report's cost, so each interval's is
+    #: worked out once (bounded; dropped on a config change and on restore).
+    _windows: dict[tuple[datetime, int], tuple[datetime, int, datetime]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _windows_of: PlannerConfig | None = field(default=None, repr=False, compare=False)
 
     # ---- ingest ----------------------------------------------------------------------------
 
@@ -87,9 +98,10 @@ class DemandBook:
         """
         start = event.interval_start
         minutes = event.interval_minutes
-        end = start + _MINUTE * minutes  # = event.interval_end
-        grace = cfg.interval_grace
-        if event.time > end + grace:
+        on_time_until, index, close_at = self._window(start, minutes, cfg)
+        if event.time > on_time_until:
+            end = start + _MINUTE * minutes  # = event.interval_end
+            grace = cfg.interval_grace
             raise LateEvent(
                 f"report at {iso(event.time)} of interval {iso(start)}..{iso(end)} "
                 f"of queue {event.queue_id} is more than the interval grace "
@@ -106,21 +118,40 @@ class DemandBook:
                 f"queue {event.queue_id} reports {queue.interval_minutes}-minute intervals; "
                 f"got a {minutes}-minute one"
             )
-        # = interval_index(start, cfg.origin, minutes * 60): exact floor on microseconds
-        index = ((start - cfg.origin) // _MICROSECOND) // (minutes * 60_000_000)
         if queue.last_closed is not None and index <= queue.last_closed:
             raise LateEvent(
-                f"interval {iso(start)} of queue {event.queue_id} is before the "
-                f"last closed interval of the queue (interval grace {_minutes(grace)} min)"
+                f"interval {iso(start)} of queue {event.queue_id} is before the last closed "
+                f"interval of the queue (interval grace {_minutes(cfg.interval_grace)} min)"
             )
         current = queue.open.get(index)
         if current is None or (event.time, event.id) > (current.time, current.event_id):
             queue.open[index] = Observation(
                 event.arrivals, event.backlog, event.mean_handle_time_s, event.time, event.id
             )
-        close_at = end + cfg.close_delay
         if self.next_close is None or close_at < self.next_close:
             self.next_close = close_at
+
+    def _window(
+        self, start: datetime, minutes: int, cfg: PlannerConfig
+    ) -> tuple[datetime, int, datetime]:
+        """(latest on-time report time, interval index, close time) of an interval."""
+        if cfg is not self._windows_of:
+            self._windows.clear()
+            self._windows_of = cfg
+        key = (start, minutes)
+        if start.tzinfo is UTC:  # equal starts in other offsets would share another's tzinfo
+            window = self._windows.get(key)
+            if window is not None:
+                return window
+        end = start + _MINUTE * minutes
+        # = interval_index(start, cfg.origin, minutes * 60): exact floor on microseconds
+        index = ((start - cfg.origin) // _MICROSECOND) // (minutes * 60_000_000)
+        window = (end + cfg.interval_grace, index, end + cfg.close_delay)
+        if start.tzinfo is UTC:
+            if len(self._windows) >= _WINDOWS_KEPT:
+                self._windows.clear()
+            self._windows[key] = window
+        return window
 
     def close(self, clock: datetime, cfg: PlannerConfig) -> list[str]:
         """Close every interval whose end + close delay <= clock; the queues that closed one."""
