@@ -120,12 +120,12 @@ class _Partition(Generic[T]):
 
 #: Events per internal message, and its size bound. The domain agent stores the domain's whole
 #: state (~0.3 MB of JSON) once per internal message: when that took 20-50 ms, 5,000 events a
-#: message cost 4-10 µs per event and messages held 20,000. With orjson it is ~4 ms (under
-#: 1 µs per event at 5,000), and large messages only kept more decoded events alive at once:
-#: 20,000 → 5,000 took the worker's main process from 167-178 to 150 MB in bench/pipeline.py
-#: at the same ingest rate. Well below the internal topic's 4 MB limit.
-MESSAGE_ITEMS = 5_000
-MESSAGE_BYTES = 1024 * 1024
+#: message cost 4-10 µs per event and messages held 20,000. With orjson it is ~4 ms, and large
+#: messages mostly keep more decoded events alive at once. Measured in bench/pipeline.py
+#: (A/B, three runs each): 20,000 a message 55-61k events/s, main process 168-173 MB;
+#: 5,000 55-58k, 146-151 MB; 8,000 (59-61k, 156-157 MB in two runs) is kept.
+MESSAGE_ITEMS = 8_000
+MESSAGE_BYTES = 1536 * 1024
 
 
 def encode_chunks(
