@@ -125,17 +125,12 @@ def with_aux(built: Built, values: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
-def cover_value(built: Built, values: NDArray[np.float64], stream: int, t: int) -> float:
-    """Cover (productive FTE) of ``stream`` in period ``t``: the sum of its pieces."""
-    vs = built.cover[stream][t]
-    return float(values[vs].sum()) if vs else 0.0
-
-
 def cover_matrix(built: Built, values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cover of every stream (rows) in every period (columns), summed in one pass.
+    """Cover (productive FTE: the sum of its pieces) of every stream (rows) in every period
+    (columns), summed in one pass.
 
-    Reading a plan asks for every (stream, period) cover two or three times; one
-    :func:`cover_value` call each was 0.1-0.15 s of a live M re-plan (25,000 small sums).
+    Reading a plan asks for every (stream, period) cover two or three times; one small sum
+    each was 0.1-0.15 s of a live M re-plan (25,000 of them).
     """
     horizon = built.problem.request.horizon_periods
     cells: list[int] = []

@@ -139,15 +139,16 @@ class DemandBook:
             self._windows.clear()
             self._windows_of = cfg
         key = (start, minutes)
-        if start.tzinfo is UTC:  # equal starts in other offsets would share another's tzinfo
-            window = self._windows.get(key)
-            if window is not None:
-                return window
+        # equal starts in other offsets would share another's tzinfo: only UTC ones are kept
+        kept = start.tzinfo is UTC
+        window = self._windows.get(key) if kept else None
+        if window is not None:
+            return window
         end = start + _MINUTE * minutes
         # = interval_index(start, cfg.origin, minutes * 60): exact floor on microseconds
         index = ((start - cfg.origin) // _MICROSECOND) // (minutes * 60_000_000)
         window = (end + cfg.interval_grace, index, end + cfg.close_delay)
-        if start.tzinfo is UTC:
+        if kept:
             if len(self._windows) >= _WINDOWS_KEPT:
                 self._windows.clear()
             self._windows[key] = window
