@@ -16,7 +16,6 @@ from allocator.model.build import Built, build_model
 from allocator.model.lagrange import (
     BOUND_LINK_ROWS,
     LINK_ROWS,
-    coarse_block_bounds,
     decompose,
     lagrangian_bound,
 )
@@ -139,36 +138,6 @@ def test_skill_block_bound_lies_between_lp_and_optimum(seed: int) -> None:
     assert lag.closed == lag.blocks
 
 
-def test_coarse_block_bounds_hold_for_every_plan() -> None:
-    """Fine blocks nest in coarse ones; the summed bounds stay under a plan's priced cost."""
-    built, rows, relaxed = _built(2)
-    lp = built.lp
-    coarse = decompose(lp, rows)
-    fine = decompose(lp, rows, BOUND_LINK_ROWS)
-    assert len(fine.blocks) > len(coarse.blocks)
-    owner = np.full(lp.num_vars, -1)
-    for k, block in enumerate(coarse.blocks):
-        owner[block.vars] = k
-    for block in fine.blocks:
-        assert len(set(owner[block.vars].tolist())) == 1, "a fine block is inside one coarse block"
-    lag = lagrangian_bound(
-        lp,
-        fine,
-        relaxed,
-        backend="highs",
-        deadline=time.perf_counter() + 30,
-        absolute_gap=1e-6 * abs(relaxed.objective),
-        block_limit_s=5.0,
-    )
-    bounds = coarse_block_bounds(lp, coarse, fine, lag)
-    lb, ub = _rounded_bounds(built, relaxed.values)
-    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.0)
-    assert plan.has_solution
-    for block, bb in zip(coarse.blocks, bounds, strict=True):
-        priced = float(np.dot(lag.prices[block.vars], plan.values[block.vars]))
-        assert bb <= priced + 1e-6 * max(1.0, abs(priced))
-
-
 def test_root_only_blocks_past_the_deadline_add_nothing() -> None:
     built, rows, relaxed = _built(5)
     dec = decompose(built.lp, rows)
@@ -203,15 +172,19 @@ def test_lagrangian_bound_does_not_depend_on_threads() -> None:
     assert bounds[0] == pytest.approx(bounds[1], rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.parametrize("link_rows", [LINK_ROWS, BOUND_LINK_ROWS])
 @pytest.mark.parametrize("seed", [1, 7])
-def test_block_search_keeps_every_row_and_never_costs_more(seed: int) -> None:
+def test_block_search_keeps_every_row_and_never_costs_more(
+    seed: int, link_rows: frozenset[str]
+) -> None:
+    """Segment blocks, and the solver's (skill, segment) blocks (rows across skills held)."""
     built, rows, relaxed = _built(seed)
     lp = built.lp
     ints = np.asarray(lp.integer, dtype=bool)
     lb, ub = _rounded_bounds(built, relaxed.values)  # the solver's own first plan
     plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
     assert plan.has_solution
-    dec = decompose(lp, rows)
+    dec = decompose(lp, rows, link_rows)
     res = improve(
         lp,
         dec,
@@ -231,3 +204,16 @@ def test_block_search_keeps_every_row_and_never_costs_more(seed: int) -> None:
     assert after <= before + 1e-6
     assert res.solved > 0
     assert res.improved > 0 and res.saved > 0, "the rounded plan of these instances can be improved"
+
+
+def test_block_search_stops_once_the_plan_meets_its_target() -> None:
+    built, rows, relaxed = _built(1)
+    lp = built.lp
+    lb, ub = _rounded_bounds(built, relaxed.values)
+    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    dec = decompose(lp, rows, BOUND_LINK_ROWS)
+    kw = {"backend": "highs", "absolute_gap": 1e-3, "deadline": time.perf_counter() + 30}
+    met = improve(lp, dec, plan.values, target=lp.objective_at(plan.values), **kw)  # type: ignore[arg-type]
+    assert met.solved == 0 and met.saved == 0
+    free = improve(lp, dec, plan.values, **kw)  # type: ignore[arg-type]
+    assert free.solved > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -387,19 +386,20 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                 far = not rounded.has_solution or (
                     _gap(rounded.objective, bound, fixed) > opts.relative_gap
                 )
-                # The segment blocks, for the bound and the block search (only if they run).
+                # The (skill, segment) blocks, for the bound and the block search.
                 dec: Decomposition | None = None
                 if big and far:
-                    from allocator.model.lagrange import decompose
+                    from allocator.model.lagrange import BOUND_LINK_ROWS, decompose
 
-                    dec = decompose(lp, rows)
+                    dec = decompose(lp, rows, BOUND_LINK_ROWS)
                 if dec is not None and relaxed.status == "optimal" and left() >= LAGRANGE_MIN_S:
-                    bound, line, lag = _lagrange(built, dec, rows, relaxed, opts, left(), bound)
+                    bound, line, lag = _lagrange(built, dec, relaxed, opts, left(), bound)
                     stages.append(line)
                 if rounded.has_solution:
                     best = rounded
                     if dec is not None and _gap(best.objective, bound, fixed) > opts.relative_gap:
-                        best, line = _neighbourhood(built, dec, best, lag, opts, deadline)
+                        target = _target(bound, fixed, opts.relative_gap)
+                        best, line = _neighbourhood(built, dec, best, lag, opts, deadline, target)
                         stages.append(line)
                     searched = None
                     if big and _gap(best.objective, bound, fixed) > opts.relative_gap:
@@ -542,12 +542,14 @@ def _neighbourhood(
     lag: LagrangeResult | None,
     opts: SolverOptions,
     deadline: float,
+    target: float,
 ) -> tuple[LpResult, str]:
     """Block neighbourhood search (``model/neighbourhood.py``) from ``best``.
 
-    Takes ``NEIGHBOURHOOD_SHARE`` of the time left; sweeps stop when one saves less than the
-    blocks' tolerance. With the Lagrangian result, blocks are visited in order of how far
-    their priced cost is above their bound.
+    Takes ``NEIGHBOURHOOD_SHARE`` of the time left and stops once the plan costs at most
+    ``target`` (the gap is met); sweeps stop when one saves less than the blocks' tolerance.
+    With the Lagrangian result, blocks are visited in order of how far their priced cost is
+    above their bound.
     """
     share = deadline - time.perf_counter()
     fixed = fixed_cost(built)
@@ -566,6 +568,7 @@ def _neighbourhood(
         prices=lag.prices if lag is not None else None,
         block_bounds=lag.block_bounds if lag is not None else None,
         seconds_per_var=NEIGHBOURHOOD_SECONDS_PER_VAR,
+        target=target,
     )
     objective = best.objective - res.saved
     line = (
@@ -592,36 +595,28 @@ def _neighbourhood(
 def _lagrange(
     built: Built,
     dec: Decomposition,
-    rows: list[int],
     relaxed: LpResult,
     opts: SolverOptions,
     left: float,
     bound: float,
 ) -> tuple[float, str, LagrangeResult]:
-    """The Lagrangian bound at the LP's duals (``model/lagrange.py``), over (skill, segment)
-    blocks (``BOUND_LINK_ROWS``), most fractional first, each block MIP given an equal share
-    of the time left and at least ``LAGRANGE_BLOCK_LIMIT_S``.
+    """The Lagrangian bound at the LP's duals (``model/lagrange.py``) over the (skill,
+    segment) blocks ``dec`` (``BOUND_LINK_ROWS`` dualised), most fractional first, each block
+    MIP given an equal share of the time left and at least ``LAGRANGE_BLOCK_LIMIT_S``.
 
     Takes up to ``LAGRANGE_SHARE`` of the time left (it stops when every block is done: M
-    ~3 s on 2 threads); the blocks together close to ``LAGRANGE_GAP_SHARE`` of the target gap,
-    so the bound is not chased past what the target needs. The result's ``block_bounds`` are
-    summed per block of ``dec`` (the segment blocks the neighbourhood search visits). (The
-    blocks' own integer levels were tried as a plan and were worse than the rounded LP: M
-    1,148k vs 1,143k with every block closed, far worse when blocks stop early.)
+    ~0.8 s on 2 threads); the blocks together close to ``LAGRANGE_GAP_SHARE`` of the target
+    gap, so the bound is not chased past what the target needs. (The blocks' own integer
+    levels were tried as a plan and were worse than the rounded LP: M 1,148k vs 1,143k with
+    every block closed, far worse when blocks stop early.)
     """
     fixed = fixed_cost(built)
     gap = max(opts.relative_gap, 1e-4) * LAGRANGE_GAP_SHARE * abs(relaxed.objective - fixed)
-    from allocator.model.lagrange import (
-        BOUND_LINK_ROWS,
-        coarse_block_bounds,
-        decompose,
-        lagrangian_bound,
-    )
+    from allocator.model.lagrange import lagrangian_bound
 
-    fine = decompose(built.lp, rows, BOUND_LINK_ROWS)
     lag = lagrangian_bound(
         built.lp,
-        fine,
+        dec,
         relaxed,
         backend=opts.backend,
         deadline=time.perf_counter() + LAGRANGE_SHARE * left,
@@ -633,9 +628,7 @@ def _lagrange(
     line = (
         f"lagrange:{lag.closed}/{lag.blocks} blocks closed:{lag.bound:,.0f}:{lag.wall_time_s:.2f}s"
     )
-    # The neighbourhood search ranks the coarse (segment) blocks it re-optimises.
-    coarse = dataclasses.replace(lag, block_bounds=coarse_block_bounds(built.lp, dec, fine, lag))
-    return max(bound, lag.bound), line, coarse
+    return max(bound, lag.bound), line, lag
 
 
 def _stage(name: str, res: LpResult) -> str:
@@ -647,6 +640,11 @@ def _stage(name: str, res: LpResult) -> str:
 def fixed_cost(built: Built) -> float:
     """The part of every plan's cost no decision changes: the paid roster (rostered mode)."""
     return built.const_costs.get("internal", 0.0)
+
+
+def _target(bound: float, fixed: float, relative_gap: float) -> float:
+    """The highest plan cost that :func:`_gap` calls within ``relative_gap`` of ``bound``."""
+    return (bound - relative_gap * fixed) / (1.0 - relative_gap)
 
 
 def _gap(objective: float, bound: float, fixed: float = 0.0) -> float:
