@@ -204,7 +204,10 @@ def lagrangian_bound(
     Each root then runs to its end (or the deadline) in block order instead of taking an
     equal share; a block the deadline leaves no time for adds nothing. Blocks whose integers
     are all integral at ``x*`` are not solved (``x*`` is their MIP optimum: they add nothing),
-    and the others go most fractional integers first.
+    and the others go cheapest first: fewest fractional integers × variables (what a strong
+    branching pass costs). Measured on the blocks' own solve times, that order had 75 % of
+    M's gain after half the time (most fractional first: 24 %), and 68 % of L's (36 %): small
+    blocks gain as much as large ones for a fraction of the time.
     ``block_limit_s`` does the same for whole block MIPs (small blocks, e.g. from
     ``BOUND_LINK_ROWS``): each runs until it closes, the deadline, or ``block_limit_s`` (or
     its equal share of the time left, when that is longer).
@@ -225,8 +228,8 @@ def lagrangian_bound(
     x = relaxed.values
     fractional = integer & (np.abs(x - np.round(x)) > INTEGRAL_TOL)
     split = [int(fractional[block.vars].sum()) for block in dec.blocks]
-    # Most fractional integers first: under a deadline the blocks likeliest to gain go first.
-    todo = sorted(range(n), key=lambda k: (-split[k], k))
+    # Cheapest first: under a deadline most of the gain comes early (see the docstring).
+    todo = sorted(range(n), key=lambda k: (split[k] * len(dec.blocks[k].vars), k))
     results: list[LpResult | None] = [None] * n
 
     def run(k: int) -> LpResult:

@@ -76,8 +76,20 @@ about 0.4x the LP (M: 0.17 s after a 0.42 s LP); cold, it cost as much as LP and
 together, and at M with a 2 s limit the factor was 2.5 so that it left time for the bound."""
 NEIGHBOURHOOD_SECONDS_PER_VAR = 4e-4
 """Floor of a neighbourhood MIP's time per free variable (M ~0.9 s, L ~4 s; see ``improve``)."""
-NEIGHBOURHOOD_SHARE = 0.7
-"""Share of the time left that the block neighbourhood search may take."""
+NEIGHBOURHOOD_SHARE = 0.9
+"""Share of the time left that the block neighbourhood search may take (each of its two
+stages: single blocks, then coupled pairs). At M with a 2 s limit the single blocks are what
+meets the gap, in the last ~0.3 s; the stages after them need seconds to find anything."""
+PAIRS_MIN_S = 0.5
+"""Time that must be left for the coupled-pairs search (a pair takes 25-70 ms)."""
+PAIRS_PER_SWEEP = 400
+"""Most promising pairs a pairs sweep visits (neighbourhoods are built only for those)."""
+MIP_MIN_S = 1.0
+"""Time that must be left for the full MIP after the decomposition stages, when they found
+a plan (at M its set-up alone took 0.12-0.14 s, past a 2 s limit, and found nothing)."""
+PAIR_ROWS = frozenset({"team_capacity", "provider_max", "provider_min", "engaged"})
+"""Rows across skills whose binding (non-zero dual) instances make pairs of (skill, segment)
+blocks for the pair search: in-house time and a provider's engagement shared by two skills."""
 DEFINITIONS = frozenset({"outsourced_total"})
 """Lazy rows that only define sum variables: never "broken", added with the rows using them."""
 
@@ -401,6 +413,15 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                         target = _target(bound, fixed, opts.relative_gap)
                         best, line = _neighbourhood(built, dec, best, lag, opts, deadline, target)
                         stages.append(line)
+                        far = _gap(best.objective, bound, fixed) > opts.relative_gap
+                        if far and left() >= PAIRS_MIN_S:
+                            from allocator.model.neighbourhood import coupled_pairs
+
+                            pairs = coupled_pairs(lp, dec, relaxed.duals, PAIR_ROWS)
+                            best, line = _neighbourhood(
+                                built, dec, best, lag, opts, deadline, target, pairs
+                            )
+                            stages.append(line)
                     searched = None
                     if big and _gap(best.objective, bound, fixed) > opts.relative_gap:
                         searched = _search(built, rlb, rub, best, deadline, mip)
@@ -408,7 +429,10 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                         stages.append(searched[1])
                         if searched[0].objective < best.objective:
                             best = searched[0]
-        if best is None or _gap(best.objective, bound, fixed) > opts.relative_gap:
+        far = best is None or _gap(best.objective, bound, fixed) > opts.relative_gap
+        if best is None or (
+            far and (lp.num_integer < DECOMPOSE_MIN_INTEGERS or left() >= MIP_MIN_S)
+        ):
             hint = best.values if best is not None else None
             # The back-end's gap is relative to its whole objective; scale the target so it
             # means the same share of the cost the plan can change (see _gap).
@@ -543,8 +567,10 @@ def _neighbourhood(
     opts: SolverOptions,
     deadline: float,
     target: float,
+    pairs: list[tuple[int, int]] | None = None,
 ) -> tuple[LpResult, str]:
-    """Block neighbourhood search (``model/neighbourhood.py``) from ``best``.
+    """Block neighbourhood search (``model/neighbourhood.py``) from ``best``: single blocks,
+    or the ``pairs`` of blocks a binding row couples.
 
     Takes ``NEIGHBOURHOOD_SHARE`` of the time left and stops once the plan costs at most
     ``target`` (the gap is met); sweeps stop when one saves less than the blocks' tolerance.
@@ -569,10 +595,13 @@ def _neighbourhood(
         block_bounds=lag.block_bounds if lag is not None else None,
         seconds_per_var=NEIGHBOURHOOD_SECONDS_PER_VAR,
         target=target,
+        unions=pairs,
+        max_visits=None if pairs is None else PAIRS_PER_SWEEP,
     )
     objective = best.objective - res.saved
+    name = "blocks" if pairs is None else f"pairs({len(pairs)})"
     line = (
-        f"blocks:{res.improved}/{res.solved} moves,{res.sweeps} sweeps,-{res.saved:,.0f}:"
+        f"{name}:{res.improved}/{res.solved} moves,{res.sweeps} sweeps,-{res.saved:,.0f}:"
         f"{objective:,.0f}:{res.wall_time_s:.2f}s"
     )
     if res.saved <= 0:
@@ -601,7 +630,7 @@ def _lagrange(
     bound: float,
 ) -> tuple[float, str, LagrangeResult]:
     """The Lagrangian bound at the LP's duals (``model/lagrange.py``) over the (skill,
-    segment) blocks ``dec`` (``BOUND_LINK_ROWS`` dualised), most fractional first, each block
+    segment) blocks ``dec`` (``BOUND_LINK_ROWS`` dualised), cheapest first, each block
     MIP given an equal share of the time left and at least ``LAGRANGE_BLOCK_LIMIT_S``.
 
     Takes up to ``LAGRANGE_SHARE`` of the time left (it stops when every block is done: M
