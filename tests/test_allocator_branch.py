@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocator.model import mathopt
-from allocator.model.branch import SmallMip, branch_and_bound, sub_mip
+from allocator.model.branch import branch_and_bound
 from allocator.model.lagrange import BOUND_LINK_ROWS, decompose
-from allocator.model.lp import LinearProgram
+from allocator.model.lp import LinearProgram, SmallMip, sub_mip
 from allocator.model.warm_lp import WarmLp
 from allocator.synthetic import Size, generate
 
@@ -156,8 +156,8 @@ def test_lagrangian_blocks_close_as_highs_closes_them() -> None:
         ours = branch_and_bound(
             sub_mip(lp, block.vars, block.rows.tolist(), cost, lb, ub), time_limit_s=30
         )
-        model = mathopt.sub_proto(lp, block.vars, block.rows.tolist(), cost, lb, ub)
-        ref = mathopt.solve_model(model, "highs", time_limit_s=30)
+        mip = sub_mip(lp, block.vars, block.rows.tolist(), cost, lb, ub)
+        ref = mathopt.solve_model(mathopt.sub_proto(mip), "highs", time_limit_s=30)
         assert ref.status == "optimal" and ours.status == "optimal"
         tol = 1e-6 * max(1.0, abs(ref.objective))
         assert ours.objective == pytest.approx(ref.objective, abs=tol)

@@ -217,3 +217,18 @@ def test_block_search_stops_once_the_plan_meets_its_target() -> None:
     assert met.solved == 0 and met.saved == 0
     free = improve(lp, dec, plan.values, **kw)  # type: ignore[arg-type]
     assert free.solved > 0
+
+
+def test_block_search_through_mathopt_keeps_every_row() -> None:
+    """Other back-ends solve the same neighbourhoods through MathOpt (here SCIP)."""
+    built, rows, relaxed = _built(7)
+    lp = built.lp
+    lb, ub = _rounded_bounds(built, relaxed.values)
+    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    dec = decompose(lp, rows, BOUND_LINK_ROWS)
+    res = improve(
+        lp, dec, plan.values, backend="scip", deadline=time.perf_counter() + 30, absolute_gap=1e-3
+    )
+    assert lp.violated(res.values, rows, 1e-6) == []
+    assert lp.objective_at(res.values) <= lp.objective_at(plan.values) + 1e-6
+    assert res.solved > 0

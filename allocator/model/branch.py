@@ -26,7 +26,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highspy
@@ -34,7 +33,7 @@ import numpy as np
 from highspy._core import _Highs
 from numpy.typing import NDArray
 
-from allocator.model.lp import LinearProgram, LpResult
+from allocator.model.lp import LpResult, SmallMip
 
 INTEGRAL_TOL = 1e-6
 """An integer variable this close to an integer counts as integral."""
@@ -49,67 +48,6 @@ bound rise per unit moved, in this search) instead of by solving both children."
 _INF = math.inf
 _OPTIMAL = highspy.HighsModelStatus.kOptimal
 _INFEASIBLE = highspy.HighsModelStatus.kInfeasible
-
-
-@dataclass(frozen=True, slots=True)
-class SmallMip:
-    """``min cost·x  s.t.  row_lo ≤ Ax ≤ row_hi,  lb ≤ x ≤ ub,  x[integer] integral``.
-
-    ``A`` is row-wise (``start``/``index``/``value``, HiGHS' CSR layout)."""
-
-    cost: NDArray[np.float64]
-    lb: NDArray[np.float64]
-    ub: NDArray[np.float64]
-    row_lo: NDArray[np.float64]
-    row_hi: NDArray[np.float64]
-    start: NDArray[np.int32]
-    index: NDArray[np.int32]
-    value: NDArray[np.float64]
-    integer: NDArray[np.bool_]
-
-
-def sub_mip(
-    lp: LinearProgram,
-    vs: NDArray[np.int64],
-    rows: Sequence[int],
-    cost: NDArray[np.float64],
-    lb: NDArray[np.float64],
-    ub: NDArray[np.float64],
-    at: NDArray[np.float64] | None = None,
-) -> SmallMip:
-    """The part of ``lp`` over variables ``vs`` (sorted) and ``rows``, priced by ``cost``.
-
-    Variables of a row that are not in ``vs`` are held at ``at`` and moved into the row's
-    bounds (a neighbourhood of a plan); without ``at`` every row must lie within ``vs``. Same
-    contract as :func:`allocator.model.mathopt.sub_proto`.
-    """
-    rows = list(rows)
-    row_ids, cols, coef = lp.triplets(sorted(rows))
-    order = np.asarray(sorted(rows), dtype=np.int64)
-    pos = np.searchsorted(vs, cols)
-    pos_ok = pos < len(vs)
-    inside = np.zeros(len(cols), dtype=bool)
-    inside[pos_ok] = vs[pos[pos_ok]] == cols[pos_ok]
-    r_pos = np.searchsorted(order, row_ids)
-    held = np.zeros(len(order))
-    if not np.all(inside):
-        if at is None:
-            raise ValueError("a row reaches outside the sub-model and nothing holds it")
-        np.add.at(held, r_pos[~inside], coef[~inside] * at[cols[~inside]])
-    lo = np.asarray([lp.row_lo[r] for r in order], dtype=np.float64) - held
-    hi = np.asarray([lp.row_hi[r] for r in order], dtype=np.float64) - held
-    counts = np.bincount(r_pos[inside], minlength=len(order))
-    return SmallMip(
-        cost=np.asarray(cost[vs], dtype=np.float64),
-        lb=np.asarray(lb[vs], dtype=np.float64),
-        ub=np.asarray(ub[vs], dtype=np.float64),
-        row_lo=lo,
-        row_hi=hi,
-        start=np.concatenate(([0], np.cumsum(counts))).astype(np.int32),
-        index=pos[inside].astype(np.int32),
-        value=coef[inside],
-        integer=np.fromiter((lp.integer[v] for v in vs.tolist()), dtype=bool, count=len(vs)),
-    )
 
 
 class _Stopped(Exception):

@@ -140,3 +140,66 @@ class LinearProgram:
             coef = np.bincount(group, weights=coef).astype(np.float64)
             row_ids, cols = row_ids[keep], cols[keep]
         return row_ids, cols, coef
+
+
+@dataclass(frozen=True, slots=True)
+class SmallMip:
+    """``min cost·x  s.t.  row_lo ≤ Ax ≤ row_hi,  lb ≤ x ≤ ub,  x[integer] integral``.
+
+    ``A`` is row-wise (``start``/``index``/``value``, HiGHS' CSR layout). Solved by
+    :func:`allocator.model.branch.branch_and_bound`, or through MathOpt
+    (:func:`allocator.model.mathopt.sub_proto`)."""
+
+    cost: NDArray[np.float64]
+    lb: NDArray[np.float64]
+    ub: NDArray[np.float64]
+    row_lo: NDArray[np.float64]
+    row_hi: NDArray[np.float64]
+    start: NDArray[np.int32]
+    index: NDArray[np.int32]
+    value: NDArray[np.float64]
+    integer: NDArray[np.bool_]
+
+
+def sub_mip(
+    lp: LinearProgram,
+    vs: NDArray[np.int64],
+    rows: Sequence[int],
+    cost: NDArray[np.float64],
+    lb: NDArray[np.float64],
+    ub: NDArray[np.float64],
+    at: NDArray[np.float64] | None = None,
+) -> SmallMip:
+    """The part of ``lp`` over variables ``vs`` (sorted) and ``rows``, priced by ``cost``.
+
+    Variables of a row that are not in ``vs`` are held at ``at`` and moved into the row's
+    bounds (a neighbourhood of a plan); without ``at`` every row must lie within ``vs``. The
+    Lagrangian blocks and the neighbourhoods of a plan are such parts.
+    """
+    rows = list(rows)
+    row_ids, cols, coef = lp.triplets(sorted(rows))
+    order = np.asarray(sorted(rows), dtype=np.int64)
+    pos = np.searchsorted(vs, cols)
+    pos_ok = pos < len(vs)
+    inside = np.zeros(len(cols), dtype=bool)
+    inside[pos_ok] = vs[pos[pos_ok]] == cols[pos_ok]
+    r_pos = np.searchsorted(order, row_ids)
+    held = np.zeros(len(order))
+    if not np.all(inside):
+        if at is None:
+            raise ValueError("a row reaches outside the sub-model and nothing holds it")
+        np.add.at(held, r_pos[~inside], coef[~inside] * at[cols[~inside]])
+    lo = np.asarray([lp.row_lo[r] for r in order], dtype=np.float64) - held
+    hi = np.asarray([lp.row_hi[r] for r in order], dtype=np.float64) - held
+    counts = np.bincount(r_pos[inside], minlength=len(order))
+    return SmallMip(
+        cost=np.asarray(cost[vs], dtype=np.float64),
+        lb=np.asarray(lb[vs], dtype=np.float64),
+        ub=np.asarray(ub[vs], dtype=np.float64),
+        row_lo=lo,
+        row_hi=hi,
+        start=np.concatenate(([0], np.cumsum(counts))).astype(np.int32),
+        index=pos[inside].astype(np.int32),
+        value=coef[inside],
+        integer=np.fromiter((lp.integer[v] for v in vs.tolist()), dtype=bool, count=len(vs)),
+    )

@@ -37,7 +37,7 @@ from ortools.math_opt.core.python import solver as mathopt_solver
 from ortools.util.python import solve_interrupter
 from pybind11_abseil.status import StatusNotOk
 
-from allocator.model.lp import INF, LinearProgram, LpBackend, LpResult
+from allocator.model.lp import INF, LinearProgram, LpBackend, LpResult, SmallMip
 
 _SOLVER_TYPES: dict[str, int] = {
     "highs": parameters_pb2.SOLVER_TYPE_HIGHS,
@@ -93,52 +93,26 @@ def to_proto(
     return model
 
 
-def sub_proto(
-    lp: LinearProgram,
-    vs: NDArray[np.int64],
-    rows: Sequence[int],
-    cost: NDArray[np.float64],
-    lb: NDArray[np.float64],
-    ub: NDArray[np.float64],
-    at: NDArray[np.float64] | None = None,
-) -> model_pb2.ModelProto:
-    """The model over variables ``vs`` (ids ``0..len-1``) and ``rows`` (ids ``0..``).
-
-    Variables of a row that are not in ``vs`` are held at ``at`` and moved into the row's
-    bounds (a neighbourhood of a plan); without ``at`` every row must lie within ``vs``
-    (a decomposition block).
-    """
-    pos = {int(v): i for i, v in enumerate(vs)}
+def sub_proto(mip: SmallMip) -> model_pb2.ModelProto:
+    """``mip`` (a part of the model, :func:`allocator.model.lp.sub_mip`) as a MathOpt proto:
+    variable and row ids are its positions."""
     model = model_pb2.ModelProto()
     var = model.variables
-    var.ids.extend(range(len(vs)))
-    var.lower_bounds.extend(lb[vs].tolist())
-    var.upper_bounds.extend(ub[vs].tolist())
-    var.integers.extend([lp.integer[int(v)] for v in vs])
-    c = cost[vs]
-    nz = np.flatnonzero(c)
+    var.ids.extend(range(len(mip.cost)))
+    var.lower_bounds.extend(mip.lb.tolist())
+    var.upper_bounds.extend(mip.ub.tolist())
+    var.integers.extend(mip.integer.tolist())
+    nz = np.flatnonzero(mip.cost)
     model.objective.linear_coefficients.ids.extend(nz.tolist())
-    model.objective.linear_coefficients.values.extend(c[nz].tolist())
+    model.objective.linear_coefficients.values.extend(mip.cost[nz].tolist())
     cons = model.linear_constraints
-    cons.ids.extend(range(len(rows)))
+    cons.ids.extend(range(len(mip.row_lo)))
+    cons.lower_bounds.extend(mip.row_lo.tolist())
+    cons.upper_bounds.extend(mip.row_hi.tolist())
     mat = model.linear_constraint_matrix
-    for i, r in enumerate(rows):
-        merged: dict[int, float] = {}
-        held = 0.0
-        for v, a in zip(lp.row_idx[r], lp.row_coef[r], strict=True):
-            j = pos.get(v)
-            if j is not None:
-                merged[j] = merged.get(j, 0.0) + a
-            elif at is None:
-                raise ValueError(f"row {r} reaches outside the sub-model and nothing holds it")
-            else:
-                held += a * float(at[v])
-        cons.lower_bounds.append(lp.row_lo[r] - held)
-        cons.upper_bounds.append(lp.row_hi[r] - held)
-        for j in sorted(merged):
-            mat.row_ids.append(i)
-            mat.column_ids.append(j)
-            mat.coefficients.append(merged[j])
+    mat.row_ids.extend(np.repeat(np.arange(len(mip.row_lo)), np.diff(mip.start)).tolist())
+    mat.column_ids.extend(mip.index.tolist())
+    mat.coefficients.extend(mip.value.tolist())
     return model
 
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from allocator.model.branch import branch_and_bound, sub_mip
+from allocator.model.branch import branch_and_bound
 from allocator.model.lagrange import Decomposition
-from allocator.model.lp import LinearProgram, LpBackend, LpResult
+from allocator.model.lp import LinearProgram, LpBackend, LpResult, sub_mip
 from allocator.model.mathopt import solve_model, sub_proto
 
 SKIPPED = LpResult("skipped", False, np.zeros(0), np.zeros(0), math.inf, -math.inf, 0.0)
@@ -205,14 +205,13 @@ def _solve_hood(
 ) -> LpResult:
     """The neighbourhood MIP (other variables held at ``values``), started from ``values``:
     by branch and bound on HiGHS' LP for ``highs``, through MathOpt for other back-ends."""
+    mip = sub_mip(lp, hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
     if backend == "highs":
-        mip = sub_mip(lp, hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
         return branch_and_bound(
             mip, time_limit_s=time_limit_s, absolute_gap=absolute_gap, hint=values[hood.vars]
         )
-    model = sub_proto(lp, hood.vars, hood.rows.tolist(), obj, lb, ub, at=values)
     return solve_model(
-        model,
+        sub_proto(mip),
         backend,
         time_limit_s=time_limit_s,
         absolute_gap=absolute_gap,
