@@ -16,11 +16,12 @@ from allocator.model.build import Built, build_model
 from allocator.model.lagrange import (
     BOUND_LINK_ROWS,
     LINK_ROWS,
+    Decomposition,
     decompose,
     lagrangian_bound,
 )
-from allocator.model.lp import LpResult
-from allocator.model.neighbourhood import improve
+from allocator.model.lp import LinearProgram, LpResult
+from allocator.model.neighbourhood import clashes, improve, links, neighbourhood
 from allocator.model.solve import _rounded_bounds
 from allocator.synthetic import Size, generate
 
@@ -232,3 +233,51 @@ def test_block_search_through_mathopt_keeps_every_row() -> None:
     assert lp.violated(res.values, rows, 1e-6) == []
     assert lp.objective_at(res.values) <= lp.objective_at(plan.values) + 1e-6
     assert res.solved > 0
+
+
+def _reference_hood(lp: LinearProgram, dec: Decomposition, k: int) -> tuple[set[int], set[int]]:
+    """A block's neighbourhood by walking variables and rows one at a time (the definition)."""
+    loose = set(dec.loose.tolist())
+    link = set(dec.link.tolist())
+    link_of: dict[int, list[int]] = {}
+    for r in link:
+        for v in lp.row_idx[r]:
+            link_of.setdefault(v, []).append(r)
+    free = set(dec.blocks[k].vars.tolist())
+    rows = set(dec.blocks[k].rows.tolist())
+    todo = list(free)
+    while todo:
+        v = todo.pop()
+        for r in link_of.get(v, ()):
+            if r not in rows:
+                rows.add(r)
+                fresh = [u for u in lp.row_idx[r] if u in loose and u not in free]
+                free.update(fresh)
+                todo.extend(fresh)
+    return free, rows
+
+
+@pytest.mark.parametrize("link_rows", [LINK_ROWS, BOUND_LINK_ROWS])
+def test_neighbourhoods_and_clashes_match_their_definition(link_rows: frozenset[str]) -> None:
+    """With the horizon rows in (so loose sums join components): each neighbourhood frees
+    what the walk frees, and two clash exactly when a row of one mentions a variable the
+    other frees (also for unions of blocks)."""
+    built, _, _ = _built(3)
+    lp = built.lp
+    rows = list(range(lp.num_rows))
+    dec = decompose(lp, rows, link_rows)
+    lk = links(lp, dec)
+    members = [[k] for k in range(len(dec.blocks))] + [[0, 1], [1, 2]]
+    made = [neighbourhood(dec, lk, ks) for ks in members]
+    for ks, (hood, _held) in zip(members, made, strict=True):
+        walks = [_reference_hood(lp, dec, k) for k in ks]
+        assert set(hood.vars.tolist()) == set().union(*(w[0] for w in walks))
+        assert set(hood.rows.tolist()) == set().union(*(w[1] for w in walks))
+    clash = clashes([held for _hood, held in made])
+    for a, (ha, _) in enumerate(made):
+        for b, (hb, _) in enumerate(made):
+            if a == b:
+                continue
+            frees_b = set(hb.vars.tolist())
+            touches = any(set(lp.row_idx[r]) & frees_b for r in ha.rows.tolist())
+            assert (b in clash[a]) == touches, (members[a], members[b])

@@ -312,17 +312,18 @@ def _switch_values(built: Built, n: NDArray[np.float64]) -> dict[int, float]:
 
 
 def optimise(built: Built, opts: SolverOptions) -> Outcome:
-    """LP → rounded plan → Lagrangian bound → block search → level search → full MIP; lazy rows.
+    """LP → rounded plan → Lagrangian bound → block and pair search → level search → full MIP.
 
     Why this order: the LP relaxation is cheap and its bound is valid; rounding its levels
     and fixing them leaves a tiny MIP, so a plan exists within about a second at M (HiGHS on
     its own spends its budget in root cut rounds with only a feasibility-jump incumbent 18×
     worse) — a plan first, whatever the limit. The LP bound is ~2 % under the optimum at M, so
-    no plan could be proven within 1 % from it: the Lagrangian bound over the model's time
-    blocks (``model/lagrange.py``) lifts it most of the way. The block neighbourhood search
-    (``model/neighbourhood.py``) then re-optimises the plan block by block where the
-    Lagrangian prices say the gap is, the ±1 level search polishes, and the full MIP, hinted
-    with the best plan, gets what is left. Each stage is skipped once the gap is met. (A RENS
+    no plan could be proven within 1 % from it: the Lagrangian bound over (skill, segment)
+    blocks (``model/lagrange.py``; with threads to spare, beside the re-tiering) lifts it most
+    of the way. The block neighbourhood search (``model/neighbourhood.py``) then re-optimises
+    the plan block by block where the Lagrangian prices say the gap is, then pairs of blocks
+    that a binding row couples; the ±1 level search polishes, and the full MIP, hinted with
+    the best plan, gets what is left. Each stage is skipped once the gap is met. (A RENS
     sub-MIP was measured and dropped: at M and L it never beat the rounded plan; the blocks'
     own Lagrangian levels as a plan were worse than the rounding.) Lazy rows (dense horizon
     rows) join the model only when a solution breaks them, and then the round repeats; a
@@ -401,19 +402,17 @@ def optimise(built: Built, opts: SolverOptions) -> Outcome:
                     # while the re-tiering's LPs (one core, the warm HiGHS instance) do, not
                     # after them (M at 2 s: the plan met the gap 0.1-0.2 s sooner).
                     pending: Future[tuple[float, str, LagrangeResult]] | None = None
-                    bounding = dec is not None and relaxed.status == "optimal"
-                    if bounding and opts.threads > 1 and left() >= LAGRANGE_MIN_S:
-                        assert dec is not None
+                    bounds = relaxed.status == "optimal"
+                    if dec is not None and bounds and opts.threads > 1 and left() >= LAGRANGE_MIN_S:
                         pending = side.submit(_lagrange, built, dec, relaxed, opts, left(), bound)
-                        bounding = False
                     spent = relaxed.wall_time_s + rounded.wall_time_s
                     if big and far and rounded.has_solution and left() >= RETIER_LEFT * spent:
                         again = _retier(built, warm, rows, rounded, left())
                         stages.append(again[3])
                         if again[0] is not None and again[0].objective < rounded.objective:
                             rounded, rlb, rub = again[0], again[1], again[2]
-                    if bounding and left() >= LAGRANGE_MIN_S:
-                        assert dec is not None
+                    sequential = opts.threads == 1 and left() >= LAGRANGE_MIN_S
+                    if dec is not None and bounds and sequential:
                         pending = side.submit(_lagrange, built, dec, relaxed, opts, left(), bound)
                     if pending is not None:
                         bound, line, lag = pending.result()
