@@ -70,6 +70,30 @@ def test_the_emitter_reports_inputs_read_to_their_end_with_the_newest_released_t
     }
 
 
+def test_an_unchanged_report_is_sent_again_after_the_repeat_period() -> None:
+    """The agent needs a second heartbeat to advance idle domains: a report sent once, after
+    which event time stood still, is repeated (not every period)."""
+    from services.config import Settings
+    from services.kafka import Delivered
+
+    emitter = HeartbeatEmitter(Settings(), every_s=2.0, repeat_s=10.0)
+    a = TopicPartition("ops.ticket-volume", 0)
+    events = hours(0, 3, 10)
+    emitter.released([Delivered(e, "ops.ticket-volume", 0, n) for n, e in enumerate(events)])
+    assert emitter.due([a], [], now=0.0) is None
+    report = emitter.due([a], [], now=2.0)
+    assert report is not None
+    emitter.mark_sent(report, now=2.0)
+    assert emitter.due([a], [], now=4.0) is None, "unchanged: not every period"
+    assert emitter.due([a], [], now=10.0) is None
+    assert emitter.due([a], [], now=12.0) == report, "unchanged, repeated after 10 s"
+    emitter.mark_sent(report, now=12.0)
+    assert emitter.sent == 2
+    emitter.released([Delivered(e, "ops.ticket-volume", 0, 9) for e in hours(3, 4, 10)])
+    assert emitter.due([a], [], now=14.0) is None, "released at 13 s, reported a tick later"
+    assert emitter.due([a], [], now=16.0) is not None, "changed: at once"
+
+
 async def test_a_heartbeat_advances_an_idle_domain_once_all_inputs_reported() -> None:
     fakes = Fakes(position=0)
     handler = fakes.handler(real_handle=True)

@@ -48,6 +48,11 @@ from services.worker.inbound import INTERNAL_TOPIC
 HEARTBEAT_KEY = b"\x00heartbeat"
 #: Wall-clock spacing of heartbeats (their content is event time).
 HEARTBEAT_EVERY_S = 2.0
+#: An unchanged heartbeat is sent again this often. The agent advances idle domains from a
+#: partition's second heartbeat on (the first after a start or a rebalance only starts its
+#: count of who was active), so a value sent once, after which event time stood still, left
+#: an idle domain's buffer unapplied for good (CI, twice in a row).
+HEARTBEAT_REPEAT_S = 10.0
 
 
 def is_heartbeat(key: bytes | None) -> bool:
@@ -93,13 +98,20 @@ def low_watermark(known: Mapping[str, datetime], total: int) -> datetime | None:
 class HeartbeatEmitter:
     """The ingest side (see the module docstring). Pure bookkeeping plus one send call."""
 
-    def __init__(self, settings: Settings, every_s: float = HEARTBEAT_EVERY_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        every_s: float = HEARTBEAT_EVERY_S,
+        repeat_s: float = HEARTBEAT_REPEAT_S,
+    ) -> None:
         self._settings = settings
         self._every_s = every_s
+        self._repeat_s = repeat_s
         self._newest: datetime | None = None
         self._settling: datetime | None = None  # the newest released at the last tick
         self._last_tick = float("-inf")
         self._last_sent: tuple[datetime, frozenset[str]] | None = None
+        self._last_sent_at = float("-inf")
         self.sent = 0
 
     def released(self, items: Sequence[Delivered]) -> None:
@@ -113,7 +125,7 @@ class HeartbeatEmitter:
     ) -> dict[str, datetime] | None:
         """The inputs to report now, or None (nothing new, or too soon): at most once a
         period, the newest event time released by the previous tick (see the module
-        docstring)."""
+        docstring); the same report again only after ``repeat_s``."""
         if now - self._last_tick < self._every_s:
             return None
         settled, self._settling, self._last_tick = self._settling, self._newest, now
@@ -121,9 +133,18 @@ class HeartbeatEmitter:
             return None
         lagging = set(behind)
         names = frozenset(input_name(tp) for tp in assigned if tp not in lagging)
-        if not names or self._last_sent == (settled, names):
+        if not names:
+            return None
+        if self._last_sent == (settled, names) and now - self._last_sent_at < self._repeat_s:
             return None
         return dict.fromkeys(sorted(names), settled)
+
+    def mark_sent(self, inputs: Mapping[str, datetime], now: float) -> None:
+        """Remember what was reported (an unchanged report waits ``repeat_s``)."""
+        settled = next(iter(inputs.values()))  # every input carries the same time
+        self._last_sent = (settled, frozenset(inputs))
+        self._last_sent_at = now
+        self.sent += 1
 
     async def maybe_send(
         self,
@@ -150,6 +171,4 @@ class HeartbeatEmitter:
             acks.append(
                 await producer.send(internal, value=value, key=HEARTBEAT_KEY, partition=partition)
             )
-        settled = next(iter(inputs.values()))  # every input carries the same time
-        self._last_sent = (settled, frozenset(inputs))
-        self.sent += 1
+        self.mark_sent(inputs, now)
