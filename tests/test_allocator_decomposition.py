@@ -38,6 +38,16 @@ def _built(seed: int) -> tuple[Built, list[int], LpResult]:
     return built, rows, relaxed
 
 
+def _rounded_plan(seed: int) -> tuple[LinearProgram, list[int], LpResult]:
+    """The instance's model, rows and the solver's own first plan (its LP rounded)."""
+    built, rows, relaxed = _built(seed)
+    lb, ub = _rounded_bounds(built, relaxed.values)
+    lp = built.lp
+    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    assert plan.has_solution
+    return lp, rows, plan
+
+
 def test_blocks_and_loose_variables_partition_the_model() -> None:
     built, rows, _ = _built(3)
     lp = built.lp
@@ -179,12 +189,8 @@ def test_block_search_keeps_every_row_and_never_costs_more(
     seed: int, link_rows: frozenset[str]
 ) -> None:
     """Segment blocks, and the solver's (skill, segment) blocks (rows across skills held)."""
-    built, rows, relaxed = _built(seed)
-    lp = built.lp
+    lp, rows, plan = _rounded_plan(seed)
     ints = np.asarray(lp.integer, dtype=bool)
-    lb, ub = _rounded_bounds(built, relaxed.values)  # the solver's own first plan
-    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
-    assert plan.has_solution
     dec = decompose(lp, rows, link_rows)
     res = improve(
         lp,
@@ -208,10 +214,7 @@ def test_block_search_keeps_every_row_and_never_costs_more(
 
 
 def test_block_search_stops_once_the_plan_meets_its_target() -> None:
-    built, rows, relaxed = _built(1)
-    lp = built.lp
-    lb, ub = _rounded_bounds(built, relaxed.values)
-    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    lp, rows, plan = _rounded_plan(1)
     dec = decompose(lp, rows, BOUND_LINK_ROWS)
     kw = {"backend": "highs", "absolute_gap": 1e-3, "deadline": time.perf_counter() + 30}
     met = improve(lp, dec, plan.values, target=lp.objective_at(plan.values), **kw)  # type: ignore[arg-type]
@@ -222,10 +225,7 @@ def test_block_search_stops_once_the_plan_meets_its_target() -> None:
 
 def test_block_search_through_mathopt_keeps_every_row() -> None:
     """Other back-ends solve the same neighbourhoods through MathOpt (here SCIP)."""
-    built, rows, relaxed = _built(7)
-    lp = built.lp
-    lb, ub = _rounded_bounds(built, relaxed.values)
-    plan = mathopt.solve(lp, "highs", rows, time_limit_s=30, lb=lb, ub=ub, relative_gap=0.05)
+    lp, rows, plan = _rounded_plan(7)
     dec = decompose(lp, rows, BOUND_LINK_ROWS)
     res = improve(
         lp, dec, plan.values, backend="scip", deadline=time.perf_counter() + 30, absolute_gap=1e-3

@@ -259,8 +259,8 @@ def improve(
     obj = np.asarray(lp.obj, dtype=np.float64)
     members = [[k] for k in range(len(dec.blocks))] if unions is None else unions
     lk = links(lp, dec)
-    built: dict[int, tuple[Neighbourhood, NDArray[np.int64]]] = {}
     hoods: dict[int, Neighbourhood] = {}
+    held: dict[int, NDArray[np.int64]] = {}
     current = values.copy()
     solved = improved = sweeps = 0
     total_saved = 0.0
@@ -270,10 +270,9 @@ def improve(
         if not order:
             break
         for h in order:
-            if h not in built:
-                built[h] = neighbourhood(dec, lk, members[h])
-                hoods[h] = built[h][0]
-        local = clashes([built[h][1] for h in order])
+            if h not in hoods:
+                hoods[h], held[h] = neighbourhood(dec, lk, members[h])
+        local = clashes([held[h] for h in order])
         groups = [[order[i] for i in g] for g in colour(list(range(len(order))), local)]
         sweeps += 1
         saved_this = 0.0
